@@ -1,0 +1,166 @@
+"""The Guanaco store's tables: developers, submissions and their stages, conversations, feedback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only clock the store uses."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that comes back timezone-aware (UTC) from every backend, SQLite included."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    """Declarative base: timestamps are UTC-aware, dicts are JSON."""
+
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class Developer(Base):
+    __tablename__ = "developers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # sha256 of the key: keys are random 256-bit tokens, so a fast hash is enough and lookups stay O(1).
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+
+    # `seq` orders submissions for the sensor; `id` is the public id and the Dagster partition key.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(128), unique=True, index=True)
+    developer_id: Mapped[int] = mapped_column(ForeignKey("developers.id"), index=True)
+    model_repo: Mapped[str] = mapped_column(String(200))
+    requested_revision: Mapped[str] = mapped_column(String(200), default="main")
+    resolved_revision: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(200))
+    generation_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    formatter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(32), index=True, default="pending")
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64))
+    artifact_uri: Mapped[str | None] = mapped_column(String(500))
+    endpoint_url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    developer: Mapped[Developer] = relationship()
+    events: Mapped[list[SubmissionEvent]] = relationship(
+        order_by="SubmissionEvent.id", cascade="all, delete-orphan"
+    )
+    stages: Mapped[list[StageTiming]] = relationship(order_by="StageTiming.id", cascade="all, delete-orphan")
+
+
+class SubmissionEvent(Base):
+    """One status transition (the submission's log): every status change is timestamped here."""
+
+    __tablename__ = "submission_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StageTiming(Base):
+    """Start and end of one pipeline stage (an asset) for one submission."""
+
+    __tablename__ = "stage_timings"
+    __table_args__ = (UniqueConstraint("submission_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    succeeded: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(200))
+    bot_id: Mapped[str] = mapped_column(String(200), default="")
+    bot_name: Mapped[str] = mapped_column(String(100), default="Bot")
+    user_name: Mapped[str] = mapped_column(String(100), default="User")
+    memory: Mapped[str] = mapped_column(Text, default="")
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    messages: Mapped[list[Message]] = relationship(order_by="Message.id", cascade="all, delete-orphan")
+    feedback: Mapped[Feedback | None] = relationship(back_populates="conversation")
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), index=True)
+    sender: Mapped[str] = mapped_column(String(8))  # "user" or "bot"
+    content: Mapped[str] = mapped_column(Text)
+    latency_s: Mapped[float | None] = mapped_column(Float)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Feedback(Base):
+    """Thumbs up/down and text left at the end of one conversation."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), unique=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    thumbs_up: Mapped[bool] = mapped_column(Boolean)
+    text: Mapped[str] = mapped_column(Text, default="")
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A client retrying the same post sends the same key and gets the stored row back.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="feedback")
+
+
+class FeedbackSummaryRow(Base):
+    """The latest feedback summary of a submission, written by the `feedback_summary` asset."""
+
+    __tablename__ = "feedback_summaries"
+
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    feedback_count: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column()
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LatencyReportRow(Base):
+    """The stress-test numbers of a submission's deployment, written by `latency_report`."""
+
+    __tablename__ = "latency_reports"
+
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[dict[str, Any]] = mapped_column()
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
