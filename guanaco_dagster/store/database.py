@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -65,3 +65,19 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class Store:
+    """The Guanaco store at one URL: migrations and sessions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+
+    def migrate(self) -> Store:
+        """Create or upgrade the schema; returns self so `Store(url).migrate()` reads well."""
+        migrate(self.url)
+        return self
+
+    def session(self) -> AbstractContextManager[Session]:
+        """A transactional session scope (commit on success, rollback on error)."""
+        return session_scope(self.url)

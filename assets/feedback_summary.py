@@ -1,0 +1,49 @@
+"""`feedback_summary`: what beta users thought of the model, refreshed whenever new feedback arrives."""
+
+from __future__ import annotations
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from assets.latency_report import latency_report
+from assets.live_deployment import live_deployment
+from assets.partitions import submissions_partitions
+from guanaco_dagster.domain.feedback_report import build_feedback_report, save_feedback_report
+from resources import StoreResource
+
+
+@asset(
+    partitions_def=submissions_partitions,
+    deps=[live_deployment, latency_report],
+    group_name="feedback",
+    kinds={"python"},
+)
+def feedback_summary(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
+    """Summarise all feedback of the submission (counts, Wilson interval, categories, samples) and store it."""
+    submission_id = context.partition_key
+    with store.store.session() as session:
+        report = build_feedback_report(session, submission_id)
+        save_feedback_report(session, submission_id, report)
+    summary = report["summary"]
+    samples = report["sample_conversations"]
+    return MaterializeResult(
+        metadata={
+            "feedback_count": MetadataValue.int(summary["feedback_count"]),
+            "thumbs_up_ratio": MetadataValue.float(round(summary["thumbs_up_ratio"], 4)),
+            "wilson_95_low": MetadataValue.float(round(summary["wilson_low"], 4)),
+            "wilson_95_high": MetadataValue.float(round(summary["wilson_high"], 4)),
+            "summary": MetadataValue.md(report["markdown"]),
+            "sample_conversations": MetadataValue.md(_conversations_markdown(samples)),
+        }
+    )
+
+
+def _conversations_markdown(samples: list[dict]) -> str:
+    if not samples:
+        return "_no conversations yet_"
+    parts = []
+    for sample in samples:
+        verdict = {True: "👍", False: "👎", None: "–"}[sample["thumbs_up"]]
+        lines = [f"**{sample['conversation_id'][:8]}** {verdict} {sample['text']}", ""]
+        lines += [f"> **{m['sender']}**: {m['content']}" for m in sample["messages"]]
+        parts.append("\n".join(lines))
+    return "\n\n---\n\n".join(parts)

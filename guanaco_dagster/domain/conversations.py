@@ -1,0 +1,135 @@
+"""Beta conversations: start one on a routed model, chat through the model's endpoint, leave feedback."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from guanaco_dagster.domain.formatter import ChatTurn, GenerationParams, PromptFormatter, format_prompt
+from guanaco_dagster.domain.lifecycle import Status
+from guanaco_dagster.domain.model_client import ModelClient
+from guanaco_dagster.domain.routing import choose_model
+from guanaco_dagster.domain.submissions import get_submission
+from guanaco_dagster.store.database import Store
+from guanaco_dagster.store.models import Conversation, Feedback, Message
+
+
+class ConversationError(LookupError):
+    """The conversation is unknown or cannot take this action."""
+
+
+@dataclass(frozen=True)
+class BotReply:
+    conversation_id: str
+    model_input: str
+    text: str
+    latency_s: float
+
+
+def start_conversation(
+    session: Session,
+    *,
+    user_id: str,
+    bot_id: str = "",
+    bot_name: str = "Bot",
+    user_name: str = "User",
+    memory: str = "",
+    prompt: str = "",
+    feedback_target: int = 100,
+    submission_id: str | None = None,
+    rng: random.Random | None = None,
+) -> Conversation:
+    """Open a conversation on the routed model (or on `submission_id` when given, e.g. a developer test)."""
+    chosen = submission_id or choose_model(session, feedback_target, rng)
+    conversation = Conversation(
+        id=uuid.uuid4().hex,
+        submission_id=chosen,
+        user_id=user_id,
+        bot_id=bot_id,
+        bot_name=bot_name,
+        user_name=user_name,
+        memory=memory,
+        prompt=prompt,
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+def _conversation(session: Session, conversation_id: str) -> Conversation:
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise ConversationError(f"no conversation '{conversation_id}'")
+    return conversation
+
+
+def send_message(store: Store, conversation_id: str, text: str) -> BotReply:
+    """Send the user's message to the conversation's model and store both sides of the exchange."""
+    with store.session() as session:
+        conversation = _conversation(session, conversation_id)
+        submission = get_submission(session, conversation.submission_id)
+        if submission.status != Status.DEPLOYED or not submission.endpoint_url:
+            raise ConversationError(f"model {submission.id} is not serving (status {submission.status})")
+        history = [ChatTurn(sender=m.sender, message=m.content) for m in conversation.messages if not m.deleted]
+        endpoint, model = submission.endpoint_url, submission.id
+        formatter = PromptFormatter(**submission.formatter)
+        params = GenerationParams(**submission.generation_params)
+        names = {"bot_name": conversation.bot_name, "user_name": conversation.user_name}
+        memory, prompt = conversation.memory, conversation.prompt
+    history.append(ChatTurn(sender="user", message=text))
+    # The model call happens outside any transaction: a slow model must not hold database locks.
+    with ModelClient(endpoint, model) as client:
+        model_input = format_prompt(
+            formatter,
+            memory=memory,
+            prompt=prompt,
+            history=history,
+            count_tokens=client.count_tokens,
+            max_input_tokens=params.max_input_tokens,
+            **names,
+        )
+        completion = client.complete(model_input, **params.to_completion_kwargs())
+    reply = completion.text.strip()
+    with store.session() as session:
+        session.add(Message(conversation_id=conversation_id, sender="user", content=text))
+        session.add(
+            Message(conversation_id=conversation_id, sender="bot", content=reply, latency_s=completion.latency_s)
+        )
+    return BotReply(conversation_id, model_input, reply, completion.latency_s)
+
+
+def leave_feedback(
+    session: Session,
+    conversation_id: str,
+    *,
+    thumbs_up: bool,
+    text: str = "",
+    idempotency_key: str | None = None,
+) -> Feedback:
+    """Store the user's verdict on a conversation; a retried post (same key or conversation) is stored once."""
+    if idempotency_key:
+        existing = session.scalar(select(Feedback).where(Feedback.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing
+    conversation = _conversation(session, conversation_id)
+    if conversation.feedback is not None:
+        raise ConversationError(f"conversation '{conversation_id}' already has feedback")
+    feedback = Feedback(
+        conversation_id=conversation_id,
+        submission_id=conversation.submission_id,
+        thumbs_up=thumbs_up,
+        text=text,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        with session.begin_nested():
+            session.add(feedback)
+            session.flush()
+    except IntegrityError as error:
+        raise ConversationError(f"conversation '{conversation_id}' already has feedback") from error
+    return feedback

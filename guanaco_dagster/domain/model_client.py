@@ -1,0 +1,75 @@
+"""Talk to one deployed model's OpenAI-compatible endpoint (vLLM): count tokens, complete prompts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+
+
+class ModelUnavailable(RuntimeError):
+    """The model's server did not answer usefully."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    latency_s: float
+    completion_tokens: int
+    finish_reason: str | None
+
+
+class ModelClient:
+    """A client for one served model; `endpoint_url` is the server's `/v1` base URL."""
+
+    def __init__(self, endpoint_url: str, model: str, timeout_s: float = 60.0) -> None:
+        self.endpoint_url = endpoint_url.rstrip("/")
+        self.server_url = self.endpoint_url.removesuffix("/v1")
+        self.model = model
+        self._http = httpx.Client(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ModelClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` by the served model's own tokenizer (vLLM's `/tokenize`)."""
+        response = self._post(f"{self.server_url}/tokenize", {"model": self.model, "prompt": text})
+        return int(response["count"])
+
+    def complete(self, prompt: str, **params: object) -> Completion:
+        """One completion; with `n > 1` the most likely candidate (highest mean log-probability) wins."""
+        n = int(params.get("n", 1) or 1)
+        body = {"model": self.model, "prompt": prompt, **params}
+        if n > 1:
+            body["logprobs"] = 0
+        started = time.perf_counter()
+        response = self._post(f"{self.endpoint_url}/completions", body)
+        latency = time.perf_counter() - started
+        choices = response.get("choices") or []
+        if not choices:
+            raise ModelUnavailable(f"{self.model} returned no completion")
+        best = max(choices, key=_mean_logprob) if n > 1 else choices[0]
+        usage = response.get("usage") or {}
+        return Completion(best["text"], latency, int(usage.get("completion_tokens", 0)), best.get("finish_reason"))
+
+    def _post(self, url: str, body: dict) -> dict:
+        try:
+            response = self._http.post(url, json=body)
+        except httpx.HTTPError as error:
+            raise ModelUnavailable(f"{self.model} is unreachable: {error}") from error
+        if response.status_code != 200:
+            raise ModelUnavailable(f"{self.model} answered HTTP {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+
+def _mean_logprob(choice: dict) -> float:
+    logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or []
+    values = [v for v in logprobs if v is not None]
+    return sum(values) / len(values) if values else float("-inf")

@@ -1,0 +1,188 @@
+"""The embedded platform on one machine: S3 cache, Dagster daemon and webserver as supervised children.
+
+Everything it starts stops with it: child processes run in their own process groups and are killed as
+groups; inference servers watch this process and exit when it is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guanaco_dagster.deployment.local_process import LocalProcessDeployer
+from guanaco_dagster.domain.lifecycle import Status
+from guanaco_dagster.embedded.ports import port_open, wait_until
+from guanaco_dagster.embedded.s3_server import SeaweedS3Server
+from guanaco_dagster.pipeline.s3_client import ensure_bucket
+from guanaco_dagster.settings import Settings
+from guanaco_dagster.store.database import Store
+from guanaco_dagster.store.models import Submission, SubmissionEvent
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKSPACE = REPO_ROOT / "workspace.yaml"
+LOCAL_DAGSTER_YAML = REPO_ROOT / "dagster.yaml"
+
+
+def _reset_signals() -> None:
+    # A launcher started in the background ignores SIGINT; children must not inherit that (FIELD-NOTES).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL whatever is left after `grace_s`."""
+    if process.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class EmbeddedPlatform:
+    """Start with `with EmbeddedPlatform(settings) as platform:`; `platform.env` configures clients."""
+
+    settings: Settings
+    webserver_port: int | None = None
+    hf_endpoint: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    _children: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _s3: SeaweedS3Server | None = None
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.settings.home / "dagster"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.settings.home / "logs"
+
+    @property
+    def webserver_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.webserver_port}" if self.webserver_port else None
+
+    def __enter__(self) -> EmbeddedPlatform:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the S3 cache (unless one is configured) and Dagster; return when they answer."""
+        settings = self.settings
+        for folder in (settings.home, self.dagster_home, self.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        Store(settings.resolved_database_url).migrate()
+        s3_endpoint = settings.s3_endpoint
+        secret = settings.s3_secret_access_key.get_secret_value()
+        if s3_endpoint is None:
+            self._s3 = SeaweedS3Server(settings.home / "s3", settings.s3_access_key_id, secret)
+            self._s3.start()
+            s3_endpoint = self._s3.endpoint_url
+        ensure_bucket(s3_endpoint, settings.s3_access_key_id, secret, settings.s3_bucket, settings.s3_region)
+        shutil.copyfile(LOCAL_DAGSTER_YAML, self.dagster_home / "dagster.yaml")
+        self.env = {
+            **os.environ,
+            "DAGSTER_HOME": str(self.dagster_home),
+            "GUANACO_HOME": str(settings.home),
+            "GUANACO_DATABASE_URL": settings.resolved_database_url,
+            "GUANACO_S3_ENDPOINT": s3_endpoint,
+            "GUANACO_S3_BUCKET": settings.s3_bucket,
+            "GUANACO_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
+            "GUANACO_S3_SECRET_ACCESS_KEY": secret,
+            "GUANACO_PLATFORM_PID": str(os.getpid()),
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+        if self.hf_endpoint:
+            self.env["GUANACO_HF_ENDPOINT"] = self.hf_endpoint
+        bin_dir = Path(sys.executable).parent
+        self._spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)])
+        if self.webserver_port:
+            self._spawn(
+                "webserver",
+                [str(bin_dir / "dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1",
+                 "-p", str(self.webserver_port)],
+            )
+            wait_until(
+                lambda: port_open("127.0.0.1", self.webserver_port) or self._check_alive("webserver"),
+                timeout_s=120,
+                what="Dagster webserver",
+            )
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = (self.logs_dir / f"{name}.log").open("ab")
+        self._children[name] = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_reset_signals,
+        )
+
+    def _check_alive(self, name: str) -> bool:
+        process = self._children[name]
+        if process.poll() is not None:
+            tail = (self.logs_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"Dagster {name} exited with code {process.returncode}:\n{tail}")
+        return False
+
+    def check_health(self) -> None:
+        """Raise if a child process died (with its log tail)."""
+        for name in self._children:
+            self._check_alive(name)
+
+    def deployer(self) -> LocalProcessDeployer:
+        """The local deployer with the platform's configuration (for teardown and inspection)."""
+        settings = self.settings
+        return LocalProcessDeployer(
+            state_dir=settings.servers_dir,
+            s3_endpoint_url=self.env.get("GUANACO_S3_ENDPOINT", settings.s3_endpoint or ""),
+            s3_access_key=settings.s3_access_key_id,
+            s3_secret_key=settings.s3_secret_access_key.get_secret_value(),
+            s3_region=settings.s3_region,
+        )
+
+    def stop(self) -> None:
+        """Stop Dagster, every inference server and the S3 cache; deployed models become `inactive`."""
+        for name in ("webserver", "daemon"):
+            if name in self._children:
+                stop_process_group(self._children.pop(name))
+        if self.settings.servers_dir.exists():
+            self.deployer().teardown_all()
+        self._retire_deployed_models()
+        if self._s3 is not None:
+            self._s3.stop()
+            self._s3 = None
+
+    def _retire_deployed_models(self) -> None:
+        # Their servers just stopped: routing must not send users to them until they are redeployed.
+        store = Store(self.settings.resolved_database_url)
+        with store.session() as session:
+            for submission in session.query(Submission).filter(Submission.status == Status.DEPLOYED):
+                submission.status = Status.INACTIVE
+                session.add(
+                    SubmissionEvent(
+                        submission_id=submission.id, status=Status.INACTIVE, message="platform stopped"
+                    )
+                )

@@ -1,0 +1,97 @@
+"""Upload a tensorized artifact to the S3 cache under a content-addressed prefix (at most once)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from inference.artifact import WEIGHTS_FILENAME
+
+MULTIPART = TransferConfig(multipart_threshold=16 * 1024**2, multipart_chunksize=16 * 1024**2, max_concurrency=4)
+
+
+class S3CacheError(RuntimeError):
+    """The S3 cache could not take the artifact."""
+
+
+@dataclass(frozen=True)
+class CachedArtifact:
+    """Where an artifact lives in the cache and what this call had to upload."""
+
+    uri: str
+    bucket: str
+    prefix: str
+    uploaded_bytes: int
+    total_bytes: int
+    reused: bool
+    seconds: float
+
+    @property
+    def weights_uri(self) -> str:
+        return f"{self.uri}{WEIGHTS_FILENAME}"
+
+
+def artifact_prefix(weights_sha256: str) -> str:
+    """The content-addressed key prefix: identical weights land on the same keys."""
+    return f"models/{weights_sha256}/"
+
+
+def _object_size(client, bucket: str, key: str) -> int | None:  # noqa: ANN001 - boto3 clients are untyped
+    try:
+        return client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def upload_artifact(client, bucket: str, artifact_dir: Path, weights_sha256: str) -> CachedArtifact:  # noqa: ANN001
+    """Upload `artifact_dir` under `models/<sha256>/`, weights last, unless the same weights are cached.
+
+    The weights object appears only when its (multipart) upload completes, so its presence with the
+    right size marks a complete artifact. On failure the objects this call wrote are removed.
+    """
+    started = time.monotonic()
+    prefix = artifact_prefix(weights_sha256)
+    files = sorted((p for p in artifact_dir.iterdir() if p.is_file()), key=lambda p: p.name == WEIGHTS_FILENAME)
+    total = sum(p.stat().st_size for p in files)
+    weights_path = artifact_dir / WEIGHTS_FILENAME
+    uri = f"s3://{bucket}/{prefix}"
+    try:
+        if _object_size(client, bucket, prefix + WEIGHTS_FILENAME) == weights_path.stat().st_size:
+            return CachedArtifact(uri, bucket, prefix, 0, total, True, time.monotonic() - started)
+        written: list[str] = []
+        try:
+            for path in files:
+                client.upload_file(
+                    str(path),
+                    bucket,
+                    prefix + path.name,
+                    ExtraArgs={"Metadata": {"weights-sha256": weights_sha256}},
+                    Config=MULTIPART,
+                )
+                written.append(prefix + path.name)
+        except BaseException:
+            for key in written:
+                client.delete_object(Bucket=bucket, Key=key)
+            raise
+    except (BotoCoreError, ClientError) as error:
+        raise S3CacheError(f"upload to s3://{bucket}/{prefix} failed: {error}") from error
+    return CachedArtifact(uri, bucket, prefix, total, total, False, time.monotonic() - started)
+
+
+def delete_artifact(client, bucket: str, weights_sha256: str) -> int:  # noqa: ANN001
+    """Remove a cached artifact's objects; returns how many were deleted."""
+    prefix = artifact_prefix(weights_sha256)
+    keys = [
+        obj["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+    ]
+    for key in keys:
+        client.delete_object(Bucket=bucket, Key=key)
+    return len(keys)

@@ -1,0 +1,11 @@
+"""Sensors and the jobs they launch."""
+
+from sensors.failure_sensor import pipeline_failure_sensor
+from sensors.feedback_sensor import feedback_sensor
+from sensors.jobs import feedback_summary_job, submission_pipeline_job
+from sensors.submission_sensor import submission_sensor
+
+ALL_SENSORS = [submission_sensor, feedback_sensor, pipeline_failure_sensor]
+ALL_JOBS = [submission_pipeline_job, feedback_summary_job]
+
+__all__ = ["ALL_JOBS", "ALL_SENSORS", "feedback_summary_job", "submission_pipeline_job"]

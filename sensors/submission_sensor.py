@@ -1,0 +1,46 @@
+"""Spots new submissions: adds each as a dynamic partition and requests one pipeline run for it."""
+
+from __future__ import annotations
+
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+
+from assets.partitions import submissions_partitions
+from guanaco_dagster.domain.submissions import pending_submission_ids
+from resources import StoreResource
+from sensors.jobs import submission_pipeline_job
+
+
+def plan_submission_runs(
+    pending: list[tuple[int, str]], known_partitions: set[str], cursor: int
+) -> tuple[list[str], list[str], int]:
+    """(partitions to add, submission ids to run, new cursor) for the pending (seq, id) pairs.
+
+    Every pending submission gets a run request each tick, keyed by its id: Dagster launches one run per
+    key, so repeats are free, and a row committed out of `seq` order (concurrent writers) is never skipped.
+    """
+    new_partitions = [sid for _, sid in pending if sid not in known_partitions]
+    new_cursor = max([cursor, *(seq for seq, _ in pending)])
+    return new_partitions, [sid for _, sid in pending], new_cursor
+
+
+@sensor(
+    job=submission_pipeline_job,
+    minimum_interval_seconds=1,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="New `pending` submissions → a partition and one pipeline run each (run_key = id).",
+)
+def submission_sensor(context: SensorEvaluationContext, store: StoreResource) -> SensorResult | SkipReason:
+    cursor = int(context.cursor or 0)
+    with store.store.session() as session:
+        pending = pending_submission_ids(session)
+    if not pending:
+        return SkipReason("no pending submissions")
+    known = set(context.instance.get_dynamic_partitions(submissions_partitions.name))
+    new_partitions, to_run, new_cursor = plan_submission_runs(pending, known, cursor)
+    return SensorResult(
+        run_requests=[RunRequest(run_key=sid, partition_key=sid, tags={"guanaco/submission": sid}) for sid in to_run],
+        dynamic_partitions_requests=[submissions_partitions.build_add_request(new_partitions)]
+        if new_partitions
+        else [],
+        cursor=str(new_cursor),
+    )
