@@ -1,7 +1,5 @@
 """`cached_s3_object`: the artifact in the S3 cache under a content-addressed prefix."""
 
-from __future__ import annotations
-
 import shutil
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
@@ -22,7 +20,10 @@ from resources import PipelineConfigResource, S3CacheResource, StoreResource
     kinds={"s3"},
 )
 def cached_s3_object(
-    context: AssetExecutionContext, store: StoreResource, s3_cache: S3CacheResource, pipeline: PipelineConfigResource
+    context: AssetExecutionContext,
+    store: StoreResource,
+    s3_cache: S3CacheResource,
+    pipeline: PipelineConfigResource,
 ) -> MaterializeResult:
     """Upload the artifact (multipart, weights last); identical weights already cached are not re-sent."""
     with submission_stage(context, store.store, Status.UPLOADING) as submission_id:

@@ -1,7 +1,5 @@
 """`feedback_summary`: what beta users thought of the model, refreshed whenever new feedback arrives."""
 
-from __future__ import annotations
-
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.latency_report import latency_report
@@ -18,7 +16,7 @@ from resources import StoreResource
     kinds={"python"},
 )
 def feedback_summary(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
-    """Summarise all feedback of the submission (counts, Wilson interval, categories, samples) and store it."""
+    """Summarise all the submission's feedback (counts, Wilson interval, categories, samples); store it."""
     submission_id = context.partition_key
     with store.store.session() as session:
         report = build_feedback_report(session, submission_id)

@@ -1,7 +1,5 @@
 """`latency_report`: a concurrent stress test of the deployment, held to the SLO by an asset check."""
 
-from __future__ import annotations
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -56,7 +54,9 @@ def latency_report(
             raise
         verdict = evaluate_slo(report, pipeline.slo)
         with store.store.session() as session:
-            session.merge(LatencyReportRow(submission_id=submission_id, passed=verdict.passed, report=report.to_dict()))
+            session.merge(
+                LatencyReportRow(submission_id=submission_id, passed=verdict.passed, report=report.to_dict())
+            )
     if verdict.passed:
         with store.store.session() as session:
             transition(session, submission_id, Status.DEPLOYED, message="stress test within SLO")

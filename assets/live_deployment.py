@@ -1,7 +1,5 @@
 """`live_deployment`: an inference server streaming the artifact from S3, healthy and reachable."""
 
-from __future__ import annotations
-
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.cached_s3_object import cached_s3_object
@@ -14,7 +12,10 @@ from resources import DeployerResource, StoreResource
 
 
 @asset(
-    partitions_def=submissions_partitions, deps=[cached_s3_object], group_name="submission_pipeline", kinds={"vllm"}
+    partitions_def=submissions_partitions,
+    deps=[cached_s3_object],
+    group_name="submission_pipeline",
+    kinds={"vllm"},
 )
 def live_deployment(
     context: AssetExecutionContext, store: StoreResource, deployer: DeployerResource
@@ -23,7 +24,9 @@ def live_deployment(
     with submission_stage(context, store.store, Status.DEPLOYING) as submission_id:
         with store.store.session() as session:
             artifact_uri = get_submission(session, submission_id).artifact_uri
-        spec = DeploymentSpec(submission_id=submission_id, artifact_uri=artifact_uri, served_model_name=submission_id)
+        spec = DeploymentSpec(
+            submission_id=submission_id, artifact_uri=artifact_uri, served_model_name=submission_id
+        )
         deployment = deployer.get_deployer().deploy(spec)
         with store.store.session() as session:
             get_submission(session, submission_id).endpoint_url = deployment.endpoint_url

@@ -1,7 +1,5 @@
 """`raw_weights`: the submitted model, downloaded from the Hub at a pinned commit and sanity-checked."""
 
-from __future__ import annotations
-
 import shutil
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
@@ -28,7 +26,9 @@ def raw_weights(
         try:
             download = hub.download(repo, revision, dest, pipeline.max_weight_bytes)
             report = check_model_dir(
-                download.local_dir, max_parameters=pipeline.max_parameters, max_weight_bytes=pipeline.max_weight_bytes
+                download.local_dir,
+                max_parameters=pipeline.max_parameters,
+                max_weight_bytes=pipeline.max_weight_bytes,
             )
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)  # a refused model leaves nothing on disk
@@ -51,7 +51,8 @@ def raw_weights(
                     "config.json parses": "yes",
                     "custom code (auto_map)": "none",
                     "architecture served by vLLM": "yes" if report.architecture_checked else "not checked",
-                    "weights format": f"safetensors ({report.shard_count} shard(s), {', '.join(report.dtypes)})",
+                    "weights format": f"safetensors, {report.shard_count} shard(s), "
+                    + "/".join(report.dtypes),
                     "parameters": f"{report.parameter_count:,} (limit {pipeline.max_parameters:,})",
                     "tokenizer": f"{report.tokenizer_class}, {report.tokenizer_vocab_size} tokens",
                 }

@@ -1,7 +1,5 @@
 """Shared plumbing of the pipeline assets: run a stage against the store, fail with a readable reason."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 

@@ -27,7 +27,8 @@ class StageProgress:
             console=console,
         )
         self.tasks = {
-            stage: self.progress.add_task(str(stage), total=1, start=False, note="") for stage in PIPELINE_STAGES
+            stage: self.progress.add_task(str(stage), total=1, start=False, note="")
+            for stage in PIPELINE_STAGES
         }
 
     def __enter__(self) -> StageProgress:
@@ -53,13 +54,17 @@ class StageProgress:
                 self.progress.stop_task(task)
 
 
-def waterfall_table(rows: Sequence[StageRow], extra: Sequence[tuple[str, float]] = (), target_s: float = TARGET_S) -> Table:
+def waterfall_table(
+    rows: Sequence[StageRow], extra: Sequence[tuple[str, float]] = (), target_s: float = TARGET_S
+) -> Table:
     """Each stage's start and duration since submission, as bars against the target."""
     table = Table(title=f"Stage waterfall (target: first feedback within {target_s:.0f} s)")
     for column in ("stage", "starts at", "took", "timeline"):
         table.add_column(column, justify="right" if column in ("starts at", "took") else "left")
     width = 40
-    scale = width / max([target_s, *(r.start_offset_s + (r.duration_s or 0) for r in rows), *(t for _, t in extra)])
+    scale = width / max(
+        [target_s, *(r.start_offset_s + (r.duration_s or 0) for r in rows), *(t for _, t in extra)]
+    )
     for row in rows:
         duration = row.duration_s or 0.0
         lead = int(row.start_offset_s * scale)

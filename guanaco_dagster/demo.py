@@ -15,7 +15,12 @@ from rich.console import Console
 from guanaco_dagster.console import StageProgress, summary_table, waterfall_table
 from guanaco_dagster.domain.developers import get_or_create_developer
 from guanaco_dagster.domain.lifecycle import Status
-from guanaco_dagster.domain.submissions import SubmissionRequest, create_submission, get_submission, stage_waterfall
+from guanaco_dagster.domain.submissions import (
+    SubmissionRequest,
+    create_submission,
+    get_submission,
+    stage_waterfall,
+)
 from guanaco_dagster.embedded.beta_users import simulate_user
 from guanaco_dagster.embedded.hub_server import HubServer, publish_repo
 from guanaco_dagster.embedded.platform import EmbeddedPlatform
@@ -56,11 +61,15 @@ def run_demo(args: argparse.Namespace, console: Console) -> dict:
             platform = EmbeddedPlatform(settings, webserver_port=args.port, hf_endpoint=hub.endpoint)
             platform.__enter__()
         try:
-            console.print(f"Dagit: [link={platform.webserver_url}]{platform.webserver_url}[/link]   "
-                          f"S3: {platform.env['GUANACO_S3_ENDPOINT']}")
+            console.print(
+                f"Dagit: [link={platform.webserver_url}]{platform.webserver_url}[/link]   "
+                f"S3: {platform.env['GUANACO_S3_ENDPOINT']}"
+            )
             report = _journey(platform, settings.home, args, console)
             if not args.exit:
-                console.print(f"\nDagit stays up at {platform.webserver_url} — press Ctrl-C to stop everything.")
+                console.print(
+                    f"\nDagit stays up at {platform.webserver_url} — press Ctrl-C to stop everything."
+                )
                 while True:
                     platform.check_health()
                     time.sleep(1)
@@ -76,7 +85,9 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
     store = Store(platform.settings.resolved_database_url)
     with store.session() as session:
         developer = get_or_create_developer(session, "demo-developer")
-        submission = create_submission(session, developer, SubmissionRequest(model_repo=SAMPLE_REPO, hf_revision="main"))
+        submission = create_submission(
+            session, developer, SubmissionRequest(model_repo=SAMPLE_REPO, hf_revision="main")
+        )
         submission_id, submitted_at = submission.id, submission.created_at
     console.print(f"\nsubmitted [bold]{SAMPLE_REPO}[/] as [bold]{submission_id}[/]")
     with StageProgress(console) as progress:
@@ -90,8 +101,10 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
     first = simulate_user(store, 0)
     _summary, first_summary_at = wait_for_summary(store, submission_id, 1, args.timeout)
     time_to_first_feedback_s = (first_summary_at - submitted_at).total_seconds()
-    console.print(f"first feedback summary {time_to_first_feedback_s:.1f} s after submission "
-                  f"({'👍' if first.thumbs_up else '👎'} {first.feedback_text!r})")
+    console.print(
+        f"first feedback summary {time_to_first_feedback_s:.1f} s after submission "
+        f"({'👍' if first.thumbs_up else '👎'} {first.feedback_text!r})"
+    )
     for user in range(1, args.users):
         simulate_user(store, user)
     summary_doc, last_summary_at = wait_for_summary(store, submission_id, args.users, args.timeout)
@@ -99,8 +112,10 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
         rows = stage_waterfall(get_submission(session, submission_id))
     console.print(summary_table(summary_doc["summary"]))
     for sample in summary_doc["sample_conversations"][:2]:
-        console.print(f"[bold]conversation {sample['conversation_id'][:8]}[/] "
-                      f"{'👍' if sample['thumbs_up'] else '👎'} {sample['text']}")
+        console.print(
+            f"[bold]conversation {sample['conversation_id'][:8]}[/] "
+            f"{'👍' if sample['thumbs_up'] else '👎'} {sample['text']}"
+        )
         for message in sample["messages"]:
             console.print(f"  [cyan]{message['sender']}[/]: {message['content']}")
     console.print(waterfall_table(rows, extra=[("first feedback summary", time_to_first_feedback_s)]))
@@ -118,8 +133,10 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
     path = home / "demo-report.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     verdict = "[green]within[/]" if time_to_first_feedback_s <= 300 else "[red]over[/]"
-    console.print(f"time to first feedback: [bold]{time_to_first_feedback_s:.1f} s[/] ({verdict} the 5-minute "
-                  f"target) — report written to {path}")
+    console.print(
+        f"time to first feedback: [bold]{time_to_first_feedback_s:.1f} s[/] ({verdict} the 5-minute "
+        f"target) — report written to {path}"
+    )
     return report
 
 

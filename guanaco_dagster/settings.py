@@ -74,6 +74,19 @@ class Settings(BaseSettings):
         return self.home / "servers"
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as `GUANACO_*` environment variables, so child processes see the same configuration."""
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"GUANACO_{name.upper()}"] = str(value)
+    return env
+
+
 def load_settings() -> Settings:
     """Read the settings from the environment now (not cached: tests and launchers change it)."""
     return Settings()

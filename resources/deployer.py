@@ -1,7 +1,5 @@
 """The inference-server deployer as a Dagster resource: local child processes or Kubernetes."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +26,9 @@ class DeployerResource(ConfigurableResource):
 
     def get_deployer(self) -> Deployer:
         if self.kind == "kubernetes":
-            raise NotImplementedError("the Kubernetes deployer is not available yet: set GUANACO_DEPLOYER=local")
+            raise NotImplementedError(
+                "the Kubernetes deployer is not available yet: set GUANACO_DEPLOYER=local"
+            )
         return LocalProcessDeployer(
             state_dir=Path(self.state_dir),
             s3_endpoint_url=self.s3_endpoint_url,

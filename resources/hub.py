@@ -1,7 +1,5 @@
 """The Hugging Face Hub as a Dagster resource."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from dagster import ConfigurableResource

@@ -1,7 +1,5 @@
 """Limits, stress-test shape and SLO of the pipeline, as a Dagster resource."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from dagster import ConfigurableResource

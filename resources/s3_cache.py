@@ -1,7 +1,5 @@
 """The S3 artifact cache: dagster-aws's S3 resource plus the bucket our artifacts live in."""
 
-from __future__ import annotations
-
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 

@@ -1,7 +1,5 @@
 """The Guanaco store as a Dagster resource."""
 
-from __future__ import annotations
-
 from functools import cache
 
 from dagster import ConfigurableResource

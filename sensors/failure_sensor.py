@@ -1,7 +1,5 @@
 """Safety net: a pipeline run that died (crash, killed process) fails its submission and frees its server."""
 
-from __future__ import annotations
-
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
 from guanaco_dagster.domain.lifecycle import Status
@@ -15,7 +13,9 @@ from sensors.jobs import submission_pipeline_job
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=1,
 )
-def pipeline_failure_sensor(context: RunFailureSensorContext, store: StoreResource, deployer: DeployerResource) -> None:
+def pipeline_failure_sensor(
+    context: RunFailureSensorContext, store: StoreResource, deployer: DeployerResource
+) -> None:
     submission_id = context.dagster_run.tags.get("dagster/partition")
     if not submission_id:
         return

@@ -1,7 +1,5 @@
 """Spots new feedback: re-materialises `feedback_summary` for each submission whose summary is stale."""
 
-from __future__ import annotations
-
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from guanaco_dagster.domain.feedback_report import submissions_with_new_feedback

@@ -1,7 +1,5 @@
 """Spots new submissions: adds each as a dynamic partition and requests one pipeline run for it."""
 
-from __future__ import annotations
-
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from assets.partitions import submissions_partitions
@@ -38,7 +36,9 @@ def submission_sensor(context: SensorEvaluationContext, store: StoreResource) ->
     known = set(context.instance.get_dynamic_partitions(submissions_partitions.name))
     new_partitions, to_run, new_cursor = plan_submission_runs(pending, known, cursor)
     return SensorResult(
-        run_requests=[RunRequest(run_key=sid, partition_key=sid, tags={"guanaco/submission": sid}) for sid in to_run],
+        run_requests=[
+            RunRequest(run_key=sid, partition_key=sid, tags={"guanaco/submission": sid}) for sid in to_run
+        ],
         dynamic_partitions_requests=[submissions_partitions.build_add_request(new_partitions)]
         if new_partitions
         else [],

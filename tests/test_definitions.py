@@ -53,7 +53,11 @@ def test_latency_report_carries_the_blocking_slo_check(tmp_path):
 def test_sensors_and_jobs_are_registered(tmp_path):
     defs = _defs(tmp_path)
     repo = defs.get_repository_def()
-    assert {s.name for s in repo.sensor_defs} == {"submission_sensor", "feedback_sensor", "pipeline_failure_sensor"}
+    assert {s.name for s in repo.sensor_defs} == {
+        "submission_sensor",
+        "feedback_sensor",
+        "pipeline_failure_sensor",
+    }
     assert {"submission_pipeline", "feedback_summary_job"} <= set(repo.job_names)
 
 

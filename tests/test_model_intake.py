@@ -84,7 +84,9 @@ def test_private_repository_without_access_explains_the_token(hub_server, tiny_m
     assert "model.safetensors" in result.files
 
 
-def test_pickle_only_weights_are_refused_without_being_downloaded_or_unpickled(hub_server, tiny_model_dir, tmp_path):
+def test_pickle_only_weights_are_refused_without_being_downloaded_or_unpickled(
+    hub_server, tiny_model_dir, tmp_path
+):
     folder = _variant(tiny_model_dir, tmp_path, "pickle")
     (folder / "model.safetensors").unlink()
     marker = tmp_path / "unpickled"
@@ -101,7 +103,9 @@ def test_pickle_files_beside_safetensors_are_not_downloaded(hub_server, tiny_mod
     (folder / "pytorch_model.bin").write_bytes(b"never fetched")
     (folder / "modeling_evil.py").write_text("raise SystemExit")
     hub_server.publish("guanaco-tests/both-formats", folder)
-    result = download_model("guanaco-tests/both-formats", "main", tmp_path / "dl", endpoint=hub_server.endpoint)
+    result = download_model(
+        "guanaco-tests/both-formats", "main", tmp_path / "dl", endpoint=hub_server.endpoint
+    )
     assert "pytorch_model.bin" not in result.files and "modeling_evil.py" not in result.files
 
 
@@ -182,7 +186,9 @@ def test_missing_config_is_refused_before_download(hub_server, tiny_model_dir, t
 
 def test_transient_hub_errors_are_retried(hub_server, tmp_path):
     hub_server.server.inject_faults(status=503, count=2)
-    result = download_model(hub_server.repo_id, "main", tmp_path / "dl", endpoint=hub_server.endpoint, attempts=4)
+    result = download_model(
+        hub_server.repo_id, "main", tmp_path / "dl", endpoint=hub_server.endpoint, attempts=4
+    )
     assert result.commit_sha == hub_server.main_sha
 
 
@@ -190,6 +196,8 @@ def test_persistent_hub_errors_fail_with_a_retry_later_message(hub_server, tmp_p
     hub_server.server.inject_faults(status=503, count=10)
     try:
         with pytest.raises(HubDownloadError, match="Try again later"):
-            download_model(hub_server.repo_id, "main", tmp_path / "dl", endpoint=hub_server.endpoint, attempts=2)
+            download_model(
+                hub_server.repo_id, "main", tmp_path / "dl", endpoint=hub_server.endpoint, attempts=2
+            )
     finally:
         hub_server.server.inject_faults(status=503, count=0)

@@ -6,7 +6,12 @@ from guanaco_dagster.domain.conversations import leave_feedback, start_conversat
 from guanaco_dagster.domain.developers import get_or_create_developer
 from guanaco_dagster.domain.feedback_report import build_feedback_report, save_feedback_report
 from guanaco_dagster.domain.lifecycle import Status
-from guanaco_dagster.domain.submissions import SubmissionRequest, create_submission, get_submission, transition
+from guanaco_dagster.domain.submissions import (
+    SubmissionRequest,
+    create_submission,
+    get_submission,
+    transition,
+)
 from resources import StoreResource
 from sensors.feedback_sensor import feedback_sensor
 from sensors.submission_sensor import plan_submission_runs, submission_sensor
@@ -74,7 +79,10 @@ def test_new_feedback_requests_a_summary_run_per_submission_and_count(store):
     second = _deployed_with_feedback(store, "org/b", 1)
     with DagsterInstance.ephemeral() as instance:
         result, _ = _run_sensor(feedback_sensor, store, instance)
-    assert {(r.partition_key, r.run_key) for r in result.run_requests} == {(first, f"{first}@2"), (second, f"{second}@1")}
+    assert {(r.partition_key, r.run_key) for r in result.run_requests} == {
+        (first, f"{first}@2"),
+        (second, f"{second}@1"),
+    }
     assert all(isinstance(r, RunRequest) for r in result.run_requests)
 
 

@@ -29,8 +29,18 @@ def _submit(store, developer, repo="org/Tiny-Model", **fields):
 
 def test_migrations_create_every_table(store):
     tables = set(inspect(engine_for(store.url)).get_table_names())
-    assert {"developers", "submissions", "submission_events", "stage_timings", "conversations", "messages",
-            "feedback", "feedback_summaries", "latency_reports", "alembic_version"} <= tables
+    assert {
+        "developers",
+        "submissions",
+        "submission_events",
+        "stage_timings",
+        "conversations",
+        "messages",
+        "feedback",
+        "feedback_summaries",
+        "latency_reports",
+        "alembic_version",
+    } <= tables
 
 
 def test_migrating_twice_is_harmless(store):

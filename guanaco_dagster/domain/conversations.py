@@ -75,7 +75,9 @@ def send_message(store: Store, conversation_id: str, text: str) -> BotReply:
         submission = get_submission(session, conversation.submission_id)
         if submission.status != Status.DEPLOYED or not submission.endpoint_url:
             raise ConversationError(f"model {submission.id} is not serving (status {submission.status})")
-        history = [ChatTurn(sender=m.sender, message=m.content) for m in conversation.messages if not m.deleted]
+        history = [
+            ChatTurn(sender=m.sender, message=m.content) for m in conversation.messages if not m.deleted
+        ]
         endpoint, model = submission.endpoint_url, submission.id
         formatter = PromptFormatter(**submission.formatter)
         params = GenerationParams(**submission.generation_params)
@@ -98,7 +100,9 @@ def send_message(store: Store, conversation_id: str, text: str) -> BotReply:
     with store.session() as session:
         session.add(Message(conversation_id=conversation_id, sender="user", content=text))
         session.add(
-            Message(conversation_id=conversation_id, sender="bot", content=reply, latency_s=completion.latency_s)
+            Message(
+                conversation_id=conversation_id, sender="bot", content=reply, latency_s=completion.latency_s
+            )
         )
     return BotReply(conversation_id, model_input, reply, completion.latency_s)
 
@@ -111,7 +115,7 @@ def leave_feedback(
     text: str = "",
     idempotency_key: str | None = None,
 ) -> Feedback:
-    """Store the user's verdict on a conversation; a retried post (same key or conversation) is stored once."""
+    """Store the user's verdict on a conversation; a retried post (same key) is stored once."""
     if idempotency_key:
         existing = session.scalar(select(Feedback).where(Feedback.idempotency_key == idempotency_key))
         if existing is not None:

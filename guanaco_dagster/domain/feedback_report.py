@@ -82,5 +82,7 @@ def submissions_with_new_feedback(session: Session) -> dict[str, int]:
     counts = dict(
         session.execute(select(Feedback.submission_id, func.count()).group_by(Feedback.submission_id)).all()
     )
-    summarised = dict(session.execute(select(FeedbackSummaryRow.submission_id, FeedbackSummaryRow.feedback_count)))
+    summarised = dict(
+        session.execute(select(FeedbackSummaryRow.submission_id, FeedbackSummaryRow.feedback_count)).all()
+    )
     return {sid: n for sid, n in counts.items() if summarised.get(sid) != n}

@@ -57,7 +57,9 @@ class ModelClient:
             raise ModelUnavailable(f"{self.model} returned no completion")
         best = max(choices, key=_mean_logprob) if n > 1 else choices[0]
         usage = response.get("usage") or {}
-        return Completion(best["text"], latency, int(usage.get("completion_tokens", 0)), best.get("finish_reason"))
+        return Completion(
+            best["text"], latency, int(usage.get("completion_tokens", 0)), best.get("finish_reason")
+        )
 
     def _post(self, url: str, body: dict) -> dict:
         try:
@@ -65,7 +67,9 @@ class ModelClient:
         except httpx.HTTPError as error:
             raise ModelUnavailable(f"{self.model} is unreachable: {error}") from error
         if response.status_code != 200:
-            raise ModelUnavailable(f"{self.model} answered HTTP {response.status_code}: {response.text[:300]}")
+            raise ModelUnavailable(
+                f"{self.model} answered HTTP {response.status_code}: {response.text[:300]}"
+            )
         return response.json()
 
 

@@ -57,7 +57,9 @@ def create_submission(session: Session, developer: Developer, request: Submissio
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:slug))"), {"slug": slug})
     for _attempt in range(10):
         version = 1 + (
-            session.scalar(select(func.count()).select_from(Submission).where(Submission.id.like(f"{slug}_v%")))
+            session.scalar(
+                select(func.count()).select_from(Submission).where(Submission.id.like(f"{slug}_v%"))
+            )
             or 0
         )
         submission = Submission(
@@ -171,7 +173,9 @@ def pending_submission_ids(session: Session, limit: int = 200) -> list[tuple[int
 def stale_submissions(session: Session, older_than: datetime) -> list[str]:
     """In-progress submissions not updated since `older_than` (for a reconciler)."""
     rows = session.scalars(
-        select(Submission.id).where(Submission.status.in_(list(IN_PROGRESS)), Submission.updated_at < older_than)
+        select(Submission.id).where(
+            Submission.status.in_(list(IN_PROGRESS)), Submission.updated_at < older_than
+        )
     )
     return list(rows)
 
@@ -192,5 +196,7 @@ def stage_waterfall(submission: Submission) -> list[StageRow]:
     for timing in sorted(submission.stages, key=lambda t: t.started_at):
         duration = (timing.finished_at - timing.started_at).total_seconds() if timing.finished_at else None
         offset = (timing.started_at - submission.created_at).total_seconds()
-        rows.append(StageRow(timing.stage, round(offset, 3), duration and round(duration, 3), timing.succeeded))
+        rows.append(
+            StageRow(timing.stage, round(offset, 3), duration and round(duration, 3), timing.succeeded)
+        )
     return rows

@@ -9,11 +9,20 @@ from guanaco_dagster.domain.conversations import leave_feedback, send_message, s
 from guanaco_dagster.store.database import Store
 
 PERSONAS = (
-    ("Captain Nova", "A cheerful space pirate who loves terrible puns.", "You meet the captain on a starship."),
+    (
+        "Captain Nova",
+        "A cheerful space pirate who loves terrible puns.",
+        "You meet the captain on a starship.",
+    ),
     ("Professor Quill", "A wise old wizard who teaches with riddles.", "The tower library is quiet tonight."),
     ("Mittens", "A curious cat who can talk, and is suspicious of dogs.", "Mittens sits on the windowsill."),
 )
-OPENERS = ("Hello! How are you today?", "Tell me a story, please.", "What happened next?", "Why do you think so?")
+OPENERS = (
+    "Hello! How are you today?",
+    "Tell me a story, please.",
+    "What happened next?",
+    "Why do you think so?",
+)
 # Feedback texts as users write them; some carry PII the developer's report must mask.
 FEEDBACK = (
     (True, "Really fun and creative, loved the puns!"),

@@ -19,7 +19,7 @@ from guanaco_dagster.domain.lifecycle import Status
 from guanaco_dagster.embedded.ports import port_open, wait_until
 from guanaco_dagster.embedded.s3_server import SeaweedS3Server
 from guanaco_dagster.pipeline.s3_client import ensure_bucket
-from guanaco_dagster.settings import Settings
+from guanaco_dagster.settings import Settings, settings_env
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import Submission, SubmissionEvent
 
@@ -100,13 +100,10 @@ class EmbeddedPlatform:
         shutil.copyfile(LOCAL_DAGSTER_YAML, self.dagster_home / "dagster.yaml")
         self.env = {
             **os.environ,
+            **settings_env(settings),
             "DAGSTER_HOME": str(self.dagster_home),
-            "GUANACO_HOME": str(settings.home),
             "GUANACO_DATABASE_URL": settings.resolved_database_url,
             "GUANACO_S3_ENDPOINT": s3_endpoint,
-            "GUANACO_S3_BUCKET": settings.s3_bucket,
-            "GUANACO_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
-            "GUANACO_S3_SECRET_ACCESS_KEY": secret,
             "GUANACO_PLATFORM_PID": str(os.getpid()),
             "HF_HUB_DISABLE_XET": "1",
             "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -118,8 +115,15 @@ class EmbeddedPlatform:
         if self.webserver_port:
             self._spawn(
                 "webserver",
-                [str(bin_dir / "dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1",
-                 "-p", str(self.webserver_port)],
+                [
+                    str(bin_dir / "dagster-webserver"),
+                    "-w",
+                    str(WORKSPACE),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.webserver_port),
+                ],
             )
             wait_until(
                 lambda: port_open("127.0.0.1", self.webserver_port) or self._check_alive("webserver"),
@@ -161,6 +165,7 @@ class EmbeddedPlatform:
             s3_access_key=settings.s3_access_key_id,
             s3_secret_key=settings.s3_secret_access_key.get_secret_value(),
             s3_region=settings.s3_region,
+            platform_pid=os.getpid(),
         )
 
     def stop(self) -> None:

@@ -20,8 +20,9 @@ class TinyModelSpec:
     hidden_size: int = 64
     intermediate_size: int = 128
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    # head_dim = 64 / 2 = 32: vLLM's CPU attention supports head sizes 32..512 only.
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
     vocab_size: int = 512
     max_position_embeddings: int = 2048
     seed: int = 0

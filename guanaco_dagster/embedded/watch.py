@@ -37,7 +37,9 @@ def wait_for_outcome(
     raise TimeoutError(f"{submission_id} still '{status}' after {timeout_s:.0f} s")
 
 
-def wait_for_summary(store: Store, submission_id: str, min_feedback: int, timeout_s: float) -> tuple[dict, datetime]:
+def wait_for_summary(
+    store: Store, submission_id: str, min_feedback: int, timeout_s: float
+) -> tuple[dict, datetime]:
     """Poll until the stored feedback summary covers at least `min_feedback` posts; return it and its time."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -46,4 +48,6 @@ def wait_for_summary(store: Store, submission_id: str, min_feedback: int, timeou
             if row is not None and row.feedback_count >= min_feedback:
                 return row.summary, row.computed_at
         time.sleep(0.25)
-    raise TimeoutError(f"no feedback summary with {min_feedback} post(s) for {submission_id} after {timeout_s:.0f} s")
+    raise TimeoutError(
+        f"no feedback summary with {min_feedback} post(s) for {submission_id} after {timeout_s:.0f} s"
+    )

@@ -58,11 +58,13 @@ def _is_transient(error: BaseException) -> bool:
 def _explain(error: BaseException, repo_id: str, revision: str) -> HubDownloadError:
     if isinstance(error, GatedRepoError):
         return HubDownloadError(
-            f"{repo_id} is gated or private: the platform's Hub token (GUANACO_HF_TOKEN) has no access to it. "
+            f"{repo_id} is gated or private: the platform's Hub token (GUANACO_HF_TOKEN) has no access. "
             "Make the repository public or grant access, then resubmit."
         )
     if isinstance(error, RevisionNotFoundError):
-        return HubDownloadError(f"revision '{revision}' not found in {repo_id}: check the branch, tag or commit.")
+        return HubDownloadError(
+            f"revision '{revision}' not found in {repo_id}: check the branch, tag or commit."
+        )
     if isinstance(error, RepositoryNotFoundError):
         return HubDownloadError(
             f"repository {repo_id} not found on the Hub (or it is private and the platform has no access): "

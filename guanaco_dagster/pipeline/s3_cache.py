@@ -9,9 +9,11 @@ from pathlib import Path
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference.artifact import WEIGHTS_FILENAME
+from inference.artifact import WEIGHTS_FILENAME, artifact_prefix_uri, parse_s3_uri
 
-MULTIPART = TransferConfig(multipart_threshold=16 * 1024**2, multipart_chunksize=16 * 1024**2, max_concurrency=4)
+MULTIPART = TransferConfig(
+    multipart_threshold=16 * 1024**2, multipart_chunksize=16 * 1024**2, max_concurrency=4
+)
 
 
 class S3CacheError(RuntimeError):
@@ -35,9 +37,9 @@ class CachedArtifact:
         return f"{self.uri}{WEIGHTS_FILENAME}"
 
 
-def artifact_prefix(weights_sha256: str) -> str:
-    """The content-addressed key prefix: identical weights land on the same keys."""
-    return f"models/{weights_sha256}/"
+def artifact_prefix(bucket: str, digest: str) -> str:
+    """The content-addressed key prefix: identical artifacts land on the same keys."""
+    return parse_s3_uri(artifact_prefix_uri(bucket, digest))[1]
 
 
 def _object_size(client, bucket: str, key: str) -> int | None:  # noqa: ANN001 - boto3 clients are untyped
@@ -49,15 +51,18 @@ def _object_size(client, bucket: str, key: str) -> int | None:  # noqa: ANN001 -
         raise
 
 
-def upload_artifact(client, bucket: str, artifact_dir: Path, weights_sha256: str) -> CachedArtifact:  # noqa: ANN001
-    """Upload `artifact_dir` under `models/<sha256>/`, weights last, unless the same weights are cached.
+def upload_artifact(client, bucket: str, artifact_dir: Path, digest: str) -> CachedArtifact:  # noqa: ANN001
+    """Upload `artifact_dir` under `models/<digest>/`, weights last, unless that artifact is already cached.
 
     The weights object appears only when its (multipart) upload completes, so its presence with the
     right size marks a complete artifact. On failure the objects this call wrote are removed.
     """
     started = time.monotonic()
-    prefix = artifact_prefix(weights_sha256)
-    files = sorted((p for p in artifact_dir.iterdir() if p.is_file()), key=lambda p: p.name == WEIGHTS_FILENAME)
+    prefix = artifact_prefix(bucket, digest)
+    files = sorted(
+        (p for p in artifact_dir.rglob("*") if p.is_file()),
+        key=lambda p: (p.name == WEIGHTS_FILENAME, str(p)),
+    )
     total = sum(p.stat().st_size for p in files)
     weights_path = artifact_dir / WEIGHTS_FILENAME
     uri = f"s3://{bucket}/{prefix}"
@@ -67,14 +72,15 @@ def upload_artifact(client, bucket: str, artifact_dir: Path, weights_sha256: str
         written: list[str] = []
         try:
             for path in files:
+                key = prefix + path.relative_to(artifact_dir).as_posix()
                 client.upload_file(
                     str(path),
                     bucket,
-                    prefix + path.name,
-                    ExtraArgs={"Metadata": {"weights-sha256": weights_sha256}},
+                    key,
+                    ExtraArgs={"Metadata": {"artifact-sha256": digest}},
                     Config=MULTIPART,
                 )
-                written.append(prefix + path.name)
+                written.append(key)
         except BaseException:
             for key in written:
                 client.delete_object(Bucket=bucket, Key=key)
@@ -84,9 +90,9 @@ def upload_artifact(client, bucket: str, artifact_dir: Path, weights_sha256: str
     return CachedArtifact(uri, bucket, prefix, total, total, False, time.monotonic() - started)
 
 
-def delete_artifact(client, bucket: str, weights_sha256: str) -> int:  # noqa: ANN001
+def delete_artifact(client, bucket: str, digest: str) -> int:  # noqa: ANN001
     """Remove a cached artifact's objects; returns how many were deleted."""
-    prefix = artifact_prefix(weights_sha256)
+    prefix = artifact_prefix(bucket, digest)
     keys = [
         obj["Key"]
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

@@ -120,7 +120,9 @@ def _check_no_remote_code(config: dict, model_dir: Path) -> None:
 def _check_architecture(config: dict) -> tuple[str, bool]:
     architectures = config.get("architectures") or []
     if not architectures:
-        raise WeightCheckError("config.json has no 'architectures' entry: save the model with save_pretrained.")
+        raise WeightCheckError(
+            "config.json has no 'architectures' entry: save the model with save_pretrained."
+        )
     architecture = architectures[0]
     supported = supported_architectures()
     if supported is not None and architecture not in supported:
@@ -175,7 +177,8 @@ def check_model_dir(model_dir: Path, *, max_parameters: int, max_weight_bytes: i
     parameters, weight_bytes, dtypes, tensors, shards = _count_weights(model_dir)
     if parameters > max_parameters:
         raise WeightCheckError(
-            f"the model has {parameters:,} parameters, over the {max_parameters:,} limit: submit a smaller model."
+            f"the model has {parameters:,} parameters, over the {max_parameters:,} limit: "
+            "submit a smaller one."
         )
     if weight_bytes > max_weight_bytes:
         raise WeightCheckError(

@@ -1,0 +1,57 @@
+"""What every deployer of inference servers promises, whatever runs the servers (local processes, pods)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """Serve the artifact at `artifact_uri` for one submission under `served_model_name`."""
+
+    submission_id: str
+    artifact_uri: str
+    served_model_name: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A running, healthy inference server: an OpenAI-compatible API at `endpoint_url` (ends in /v1)."""
+
+    submission_id: str
+    endpoint_url: str
+    startup_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class DeploymentError(Exception):
+    """A server could not be deployed; the message says why and ends with the server's last log lines."""
+
+
+class Deployer(ABC):
+    """Starts, finds and stops one inference server per submission."""
+
+    @abstractmethod
+    def deploy(self, spec: DeploymentSpec) -> Deployment:
+        """Start a server for `spec` and wait until it is healthy; return the running one if already up.
+
+        On failure, stop everything this call started and raise DeploymentError.
+        """
+
+    @abstractmethod
+    def teardown(self, submission_id: str) -> bool:
+        """Stop the submission's server and forget it; False when there was nothing to stop. Idempotent."""
+
+    @abstractmethod
+    def get(self, submission_id: str) -> Deployment | None:
+        """The submission's deployment if its server is running and healthy, else None."""
+
+    @abstractmethod
+    def list_submission_ids(self) -> list[str]:
+        """Submissions this deployer has a server recorded for (running or not), sorted."""
+
+    def teardown_all(self) -> int:
+        """Stop every recorded server; return how many were stopped."""
+        return sum(1 for submission_id in self.list_submission_ids() if self.teardown(submission_id))

@@ -1,0 +1,402 @@
+"""Run inference servers as local processes: `python -m inference.serve`, one process group each.
+
+A server runs in its own session so it outlives the Dagster run process that deployed it; with
+`platform_pid` it still exits when the platform does. What was started is recorded in
+`state_dir/<id>.json` (the log goes to `state_dir/<id>.log`), so any process can find or stop it later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from guanaco_dagster.deployment.base import Deployer, Deployment, DeploymentError, DeploymentSpec
+from guanaco_dagster.embedded.ports import free_port
+
+HOST = "127.0.0.1"
+STOP_GRACE_S = 10.0
+LOG_TAIL_LINES = 40
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of a live (non-zombie) process in clock ticks; None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _live_processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group id) of every live (non-zombie) process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X"):
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in process group `pgid`."""
+    return sorted(pid for pid, (_, group) in _live_processes().items() if group == pgid)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its live descendants (empty when `pid` is gone)."""
+    table = _live_processes()
+    if pid not in table:
+        return []
+    tree, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, (ppid, _) in table.items() if ppid == parent]
+        tree += children
+        frontier += children
+    return sorted(tree)
+
+
+def server_process_groups(pid: int) -> set[int]:
+    """Process groups of a server and its descendants: `inference.serve` runs vLLM in a group of its own."""
+    table = _live_processes()
+    return {table[member][1] for member in process_tree(pid) if member in table} | {pid}
+
+
+def stop_process_groups(pgids: set[int], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM every process of the groups, SIGKILL whatever is left after `grace_s`; wait until empty."""
+
+    def remaining() -> bool:
+        return any(process_group_members(pgid) for pgid in pgids)
+
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        for pgid in pgids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait_s
+        while remaining() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not remaining():
+            return
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log file ('' when missing)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def failure_reason(log_text: str) -> str:
+    """The most telling line of a failed server's log: our own error, else the last exception line."""
+    lines = log_text.splitlines()
+    for line in reversed(lines):
+        if "guanaco-serve ERROR" in line:
+            return line.split("guanaco-serve ERROR", 1)[1].strip()
+    for line in reversed(lines):
+        match = re.search(r"\b(\w+(?:Error|Exception)): (.+)$", line)
+        if match:
+            return f"{match.group(1)}: {match.group(2).strip()}"
+    return ""
+
+
+class LocalProcessDeployer(Deployer):
+    """Deploy each submission as a local `inference.serve` process on a free loopback port."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        s3_endpoint_url: str,
+        s3_access_key: str,
+        s3_secret_key: str,
+        s3_region: str = "us-east-1",
+        dtype: str = "float32",
+        kv_cache_gib: int = 1,
+        max_model_len: int = 2048,
+        startup_timeout_s: float = 300.0,
+        platform_pid: int | None = None,
+        smoke_test: bool = True,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.s3_endpoint_url = s3_endpoint_url
+        self.s3_access_key = s3_access_key
+        self.s3_secret_key = s3_secret_key
+        self.s3_region = s3_region
+        self.dtype = dtype
+        self.kv_cache_gib = kv_cache_gib
+        self.max_model_len = max_model_len
+        self.startup_timeout_s = startup_timeout_s
+        self.platform_pid = platform_pid
+        # /health answers before the first forward pass; one 1-token completion proves the model runs.
+        self.smoke_test = smoke_test
+        self.extra_env = dict(extra_env or {})
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    # Paths and records -------------------------------------------------------------------------------
+
+    def _stem(self, submission_id: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]", "_", submission_id)
+
+    def state_path(self, submission_id: str) -> Path:
+        """Where the server record of a submission lives."""
+        return self.state_dir / f"{self._stem(submission_id)}.json"
+
+    def log_path(self, submission_id: str) -> Path:
+        """Where the server of a submission writes its log."""
+        return self.state_dir / f"{self._stem(submission_id)}.log"
+
+    def _read_state(self, submission_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.state_path(submission_id).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_state(self, submission_id: str, state: dict[str, Any]) -> None:
+        path = self.state_path(submission_id)
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(state, indent=2))
+        temporary.replace(path)
+
+    @contextlib.contextmanager
+    def _locked(self, submission_id: str) -> Iterator[None]:
+        """Serialize deploy/teardown of one submission across processes."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / f"{self._stem(submission_id)}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # Liveness ------------------------------------------------------------------------------------------
+
+    def _alive(self, state: dict[str, Any]) -> bool:
+        child = self._children.get(state["pid"])
+        if child is not None and child.poll() is not None:
+            return False
+        return process_start_ticks(state["pid"]) == state.get("pid_start_ticks")
+
+    @staticmethod
+    def _same_server(state: dict[str, Any], spec: DeploymentSpec) -> bool:
+        """Does the recorded server serve what `spec` asks for?"""
+        return (state.get("artifact_uri"), state.get("served_model_name")) == (
+            spec.artifact_uri,
+            spec.served_model_name,
+        )
+
+    def _healthy(self, state: dict[str, Any]) -> bool:
+        try:
+            return httpx.get(f"http://{HOST}:{state['port']}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _deployment(self, state: dict[str, Any]) -> Deployment:
+        details = {
+            key: state.get(key)
+            for key in ("pid", "port", "artifact_uri", "served_model_name", "started_at", "log_path")
+        }
+        return Deployment(
+            submission_id=state["submission_id"],
+            endpoint_url=state["endpoint_url"],
+            startup_s=state.get("startup_s") or 0.0,
+            details=details,
+        )
+
+    # Deployer ------------------------------------------------------------------------------------------
+
+    def get(self, submission_id: str) -> Deployment | None:
+        """The running, healthy deployment of `submission_id`, else None."""
+        state = self._read_state(submission_id)
+        if state is None or not self._alive(state) or not self._healthy(state):
+            return None
+        return self._deployment(state)
+
+    def list_submission_ids(self) -> list[str]:
+        """Submissions with a server record in `state_dir`."""
+        ids = []
+        for path in sorted(self.state_dir.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                ids.append(json.loads(path.read_text())["submission_id"])
+        return sorted(ids)
+
+    def deploy(self, spec: DeploymentSpec) -> Deployment:
+        """Start `inference.serve` for `spec` and wait until it answers; reuse a healthy running server."""
+        with self._locked(spec.submission_id):
+            state = self._read_state(spec.submission_id)
+            if state is not None:
+                if self._same_server(state, spec) and self._alive(state):
+                    if self._healthy(state):
+                        return self._deployment(state)
+                    # Started by an earlier call that did not finish waiting: wait for it now.
+                    return self._wait_until_ready(spec, state)
+                self._stop(state)
+            return self._wait_until_ready(spec, self._start(spec))
+
+    def launch(self, spec: DeploymentSpec) -> None:
+        """Start the server for `spec` without waiting; `deploy` (which waits) or `get` tell when it is up.
+
+        Does nothing when a server for the same artifact and name is already recorded and alive.
+        """
+        with self._locked(spec.submission_id):
+            state = self._read_state(spec.submission_id)
+            if state is not None:
+                if self._same_server(state, spec) and self._alive(state):
+                    return
+                self._stop(state)
+            self._start(spec)
+
+    def teardown(self, submission_id: str) -> bool:
+        """Stop the submission's server group and remove its record; False when none was recorded."""
+        with self._locked(submission_id):
+            state = self._read_state(submission_id)
+            if state is None:
+                return False
+            self._stop(state)
+            return True
+
+    # Internals -----------------------------------------------------------------------------------------
+
+    def serve_command(self, spec: DeploymentSpec, port: int) -> list[str]:
+        """The argv of the model server process for `spec`."""
+        command = [
+            sys.executable,
+            "-m",
+            "inference.serve",
+            "--artifact-uri",
+            spec.artifact_uri,
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--served-model-name",
+            spec.served_model_name,
+            "--dtype",
+            self.dtype,
+            "--kv-cache-gib",
+            str(self.kv_cache_gib),
+            "--max-model-len",
+            str(self.max_model_len),
+        ]
+        if self.platform_pid is not None:
+            command += ["--watch-pid", str(self.platform_pid)]
+        return command
+
+    def _start(self, spec: DeploymentSpec) -> dict[str, Any]:
+        port = free_port()
+        log_path = self.log_path(spec.submission_id)
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
+            "AWS_DEFAULT_REGION": self.s3_region,
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                self.serve_command(spec, port),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: it survives the run process that deployed it and gets its own group.
+                start_new_session=True,
+                # A fixed working directory: the server must not depend on where the deployer runs.
+                cwd=self.state_dir,
+            )
+        self._children[process.pid] = process
+        state = {
+            "submission_id": spec.submission_id,
+            "pid": process.pid,
+            "pid_start_ticks": process_start_ticks(process.pid),
+            "port": port,
+            "endpoint_url": f"http://{HOST}:{port}/v1",
+            "artifact_uri": spec.artifact_uri,
+            "served_model_name": spec.served_model_name,
+            "started_at": datetime.now(UTC).isoformat(),
+            "started_monotonic": time.monotonic(),
+            "log_path": str(log_path),
+            "startup_s": None,
+        }
+        self._write_state(spec.submission_id, state)
+        return state
+
+    def _stop(self, state: dict[str, Any]) -> None:
+        pid = state["pid"]
+        if self._alive(state):
+            stop_process_groups(server_process_groups(pid))
+        child = self._children.pop(pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+        self.state_path(state["submission_id"]).unlink(missing_ok=True)
+
+    def _fail(self, state: dict[str, Any], what: str) -> DeploymentError:
+        """Stop the server, then describe the failure with the reason found in its log."""
+        self._stop(state)
+        log_path = Path(state["log_path"])
+        tail = log_tail(log_path)
+        reason = failure_reason(tail)
+        return DeploymentError(
+            f"inference server for {state['submission_id']!r} ({state['artifact_uri']}) {what}"
+            + (f": {reason}" if reason else "")
+            + f"\n--- last lines of {log_path} ---\n{tail}"
+        )
+
+    def _wait_until_ready(self, spec: DeploymentSpec, state: dict[str, Any]) -> Deployment:
+        started = time.monotonic()
+        deadline = started + self.startup_timeout_s
+        while True:
+            if not self._alive(state):
+                child = self._children.get(state["pid"])
+                code = child.returncode if child is not None else "unknown"
+                raise self._fail(state, f"exited with code {code} during start-up")
+            if self._healthy(state):
+                break
+            if time.monotonic() > deadline:
+                raise self._fail(state, f"was not healthy after {self.startup_timeout_s:.0f} s")
+            time.sleep(0.5)
+        if self.smoke_test:
+            problem = self._smoke_test(state)
+            if problem:
+                raise self._fail(state, f"is up but cannot generate ({problem})")
+        state["startup_s"] = round(time.monotonic() - state.get("started_monotonic", started), 3)
+        self._write_state(spec.submission_id, state)
+        return self._deployment(state)
+
+    def _smoke_test(self, state: dict[str, Any]) -> str:
+        """'' when a one-token completion succeeds, else what went wrong."""
+        try:
+            response = httpx.post(
+                f"{state['endpoint_url']}/completions",
+                json={"model": state["served_model_name"], "prompt": "Hello", "max_tokens": 1},
+                timeout=60.0,
+            )
+        except httpx.HTTPError as error:
+            return f"smoke completion failed: {error}"
+        if response.status_code != 200:
+            return f"smoke completion answered HTTP {response.status_code}: {response.text[:300]}"
+        return ""
