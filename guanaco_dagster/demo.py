@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from guanaco_dagster.console import StageProgress, summary_table, waterfall_table
 from guanaco_dagster.domain.developers import get_or_create_developer
@@ -24,7 +25,7 @@ from guanaco_dagster.domain.submissions import (
 from guanaco_dagster.embedded.beta_users import simulate_user
 from guanaco_dagster.embedded.hub_server import HubServer, publish_repo
 from guanaco_dagster.embedded.platform import EmbeddedPlatform
-from guanaco_dagster.embedded.sample_model import build_tiny_llama
+from guanaco_dagster.embedded.sample_model import TinyModelSpec, build_tiny_llama
 from guanaco_dagster.embedded.watch import wait_for_outcome, wait_for_summary
 from guanaco_dagster.settings import load_settings
 from guanaco_dagster.store.database import Store
@@ -44,7 +45,7 @@ def _parse_args() -> argparse.Namespace:
 def _sample_model(home: Path) -> Path:
     folder = home / "sample-model"
     if not (folder / "model.safetensors").exists():
-        build_tiny_llama(folder)
+        build_tiny_llama(folder, TinyModelSpec(train_steps=300))
     return folder
 
 
@@ -103,7 +104,7 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
     time_to_first_feedback_s = (first_summary_at - submitted_at).total_seconds()
     console.print(
         f"first feedback summary {time_to_first_feedback_s:.1f} s after submission "
-        f"({'👍' if first.thumbs_up else '👎'} {first.feedback_text!r})"
+        f"({'👍' if first.thumbs_up else '👎'} {escape(repr(first.feedback_text))})"
     )
     for user in range(1, args.users):
         simulate_user(store, user)
@@ -114,10 +115,10 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
     for sample in summary_doc["sample_conversations"][:2]:
         console.print(
             f"[bold]conversation {sample['conversation_id'][:8]}[/] "
-            f"{'👍' if sample['thumbs_up'] else '👎'} {sample['text']}"
+            f"{'👍' if sample['thumbs_up'] else '👎'} {escape(sample['text'])}"
         )
         for message in sample["messages"]:
-            console.print(f"  [cyan]{message['sender']}[/]: {message['content']}")
+            console.print(f"  [cyan]{escape(message['sender'])}[/]: {escape(message['content'])}")
     console.print(waterfall_table(rows, extra=[("first feedback summary", time_to_first_feedback_s)]))
     report = {
         "submission_id": submission_id,
