@@ -46,9 +46,10 @@ def latency_report(
     """Stress the endpoint; within SLO the model is `deployed`, otherwise it is torn down and `failed`."""
     with submission_stage(context, store.store, Status.STRESS_TESTING) as submission_id:
         with store.store.session() as session:
-            endpoint = get_submission(session, submission_id).endpoint_url
+            submission = get_submission(session, submission_id)
+            endpoint, model = submission.endpoint_url, submission.served_model_name or submission_id
         try:
-            report = run_stress_test(endpoint, submission_id, pipeline.stress)
+            report = run_stress_test(endpoint, model, pipeline.stress)
         except BaseException:
             deployer.get_deployer().teardown(submission_id)  # a server we cannot measure is not kept
             raise

@@ -29,7 +29,9 @@ def live_deployment(
         )
         deployment = deployer.get_deployer().deploy(spec)
         with store.store.session() as session:
-            get_submission(session, submission_id).endpoint_url = deployment.endpoint_url
+            submission = get_submission(session, submission_id)
+            submission.endpoint_url = deployment.endpoint_url
+            submission.served_model_name = spec.served_model_name
     return MaterializeResult(
         metadata={
             "endpoint": MetadataValue.url(deployment.endpoint_url),

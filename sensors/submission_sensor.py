@@ -3,22 +3,23 @@
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from assets.partitions import submissions_partitions
-from guanaco_dagster.domain.submissions import pending_submission_ids
+from guanaco_dagster.domain.submissions import PendingSubmission, pending_submissions
 from resources import StoreResource
 from sensors.jobs import submission_pipeline_job
 
 
 def plan_submission_runs(
-    pending: list[tuple[int, str]], known_partitions: set[str], cursor: int
-) -> tuple[list[str], list[str], int]:
-    """(partitions to add, submission ids to run, new cursor) for the pending (seq, id) pairs.
+    pending: list[PendingSubmission], known_partitions: set[str], cursor: int
+) -> tuple[list[str], int]:
+    """(partitions to add, new cursor) for the pending submissions.
 
-    Every pending submission gets a run request each tick, keyed by its id: Dagster launches one run per
-    key, so repeats are free, and a row committed out of `seq` order (concurrent writers) is never skipped.
+    Every pending submission gets a run request each tick, keyed by id (and attempt, for redeploys):
+    Dagster launches one run per key, so repeats are free, and a row committed out of `seq` order
+    (concurrent writers) is never skipped.
     """
-    new_partitions = [sid for _, sid in pending if sid not in known_partitions]
-    new_cursor = max([cursor, *(seq for seq, _ in pending)])
-    return new_partitions, [sid for _, sid in pending], new_cursor
+    new_partitions = [p.id for p in pending if p.id not in known_partitions]
+    new_cursor = max([cursor, *(p.seq for p in pending)])
+    return new_partitions, new_cursor
 
 
 @sensor(
@@ -30,14 +31,14 @@ def plan_submission_runs(
 def submission_sensor(context: SensorEvaluationContext, store: StoreResource) -> SensorResult | SkipReason:
     cursor = int(context.cursor or 0)
     with store.store.session() as session:
-        pending = pending_submission_ids(session)
+        pending = pending_submissions(session)
     if not pending:
         return SkipReason("no pending submissions")
     known = set(context.instance.get_dynamic_partitions(submissions_partitions.name))
-    new_partitions, to_run, new_cursor = plan_submission_runs(pending, known, cursor)
+    new_partitions, new_cursor = plan_submission_runs(pending, known, cursor)
     return SensorResult(
         run_requests=[
-            RunRequest(run_key=sid, partition_key=sid, tags={"guanaco/submission": sid}) for sid in to_run
+            RunRequest(run_key=p.run_key, partition_key=p.id, tags={"guanaco/submission": p.id}) for p in pending
         ],
         dynamic_partitions_requests=[submissions_partitions.build_add_request(new_partitions)]
         if new_partitions

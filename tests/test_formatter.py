@@ -227,6 +227,7 @@ def test_generation_params_defaults() -> None:
         "top_k": 40,
         "presence_penalty": 0.0,
         "frequency_penalty": 0.0,
+        "repetition_penalty": 1.0,
         "stopping_words": ["\n"],
         "max_input_tokens": 1024,
         "max_output_tokens": 64,
@@ -301,6 +302,7 @@ def test_completion_kwargs_use_openai_completions_names() -> None:
         top_k=-1,
         presence_penalty=0.5,
         frequency_penalty=-0.5,
+        repetition_penalty=1.13,
         stopping_words=["\n", "User:"],
         max_input_tokens=2048,
         max_output_tokens=100,
@@ -312,6 +314,7 @@ def test_completion_kwargs_use_openai_completions_names() -> None:
         "top_k": -1,
         "presence_penalty": 0.5,
         "frequency_penalty": -0.5,
+        "repetition_penalty": 1.13,
         "stop": ["\n", "User:"],
         "max_tokens": 100,
         "n": 4,
@@ -336,3 +339,27 @@ if given is not None:
         result = render(history, memory=memory, prompt=prompt, budget=budget)
         assert count_words(result) <= budget
         assert result.endswith("\nAva:")
+
+
+@pytest.mark.parametrize(
+    "templates",
+    [
+        # Chai's bundled formatters (Pygmalion, Vicuna, ChatML) must be accepted as they are.
+        {},
+        {
+            "memory_template": "### Instruction:\n{memory}\n",
+            "prompt_template": "### Input:\n{prompt}\n",
+            "response_template": "### Response:\n{bot_name}:",
+        },
+        {
+            "memory_template": "<|im_start|>system\n{memory}<|im_end|>\n",
+            "prompt_template": "<|im_start|>user\n{prompt}<|im_end|>\n",
+            "bot_template": "<|im_start|>assistant\n{bot_name}: {message}<|im_end|>\n",
+            "user_template": "<|im_start|>user\n{user_name}: {message}<|im_end|>\n",
+            "response_template": "<|im_start|>assistant\n{bot_name}:",
+        },
+    ],
+    ids=["pygmalion", "vicuna", "chatml"],
+)
+def test_chai_formatters_are_accepted(templates) -> None:
+    PromptFormatter(**templates)

@@ -7,6 +7,7 @@ from guanaco_dagster.domain.developers import get_or_create_developer
 from guanaco_dagster.domain.feedback_report import build_feedback_report, save_feedback_report
 from guanaco_dagster.domain.lifecycle import Status
 from guanaco_dagster.domain.submissions import (
+    PendingSubmission,
     SubmissionRequest,
     create_submission,
     get_submission,
@@ -48,8 +49,18 @@ def test_new_submissions_become_partitions_with_one_run_each_keyed_by_id(store):
 
 
 def test_partitions_already_known_are_not_added_again():
-    partitions, runs, cursor = plan_submission_runs([(3, "a_v1"), (5, "b_v1")], {"a_v1"}, cursor=2)
-    assert (partitions, runs, cursor) == (["b_v1"], ["a_v1", "b_v1"], 5)
+    pending = [PendingSubmission(3, "a_v1", 1), PendingSubmission(5, "b_v1", 1)]
+    assert plan_submission_runs(pending, {"a_v1"}, cursor=2) == (["b_v1"], 5)
+
+
+def test_a_redeployed_submission_gets_a_new_run_key(store):
+    submission_id = _deployed_with_feedback(store, "org/a", 0)
+    with store.session() as session:
+        transition(session, submission_id, Status.INACTIVE)
+        transition(session, submission_id, Status.PENDING)
+    with DagsterInstance.ephemeral() as instance:
+        result, _ = _run_sensor(submission_sensor, store, instance)
+    assert [r.run_key for r in result.run_requests] == [f"{submission_id}#2"]
 
 
 def test_submissions_already_in_the_pipeline_are_not_requested_again(store):

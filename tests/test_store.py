@@ -13,7 +13,7 @@ from guanaco_dagster.domain.submissions import (
     create_submission,
     get_submission,
     mark_failed,
-    pending_submission_ids,
+    pending_submissions,
     run_stage,
     stage_waterfall,
     transition,
@@ -85,7 +85,7 @@ def test_pending_submissions_come_oldest_first(store, developer):
     ids = [_submit(store, developer, repo=f"org/m{i}").id for i in range(3)]
     with store.session() as session:
         transition(session, ids[1], Status.DOWNLOADING)
-        assert [sid for _, sid in pending_submission_ids(session)] == [ids[0], ids[2]]
+        assert [p.id for p in pending_submissions(session)] == [ids[0], ids[2]]
 
 
 def test_illegal_transition_is_refused_and_status_kept(store, developer):

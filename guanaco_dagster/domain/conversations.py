@@ -16,7 +16,7 @@ from guanaco_dagster.domain.model_client import ModelClient
 from guanaco_dagster.domain.routing import choose_model
 from guanaco_dagster.domain.submissions import get_submission
 from guanaco_dagster.store.database import Store
-from guanaco_dagster.store.models import Conversation, Feedback, Message
+from guanaco_dagster.store.models import Conversation, Feedback, Message, Submission
 
 
 class ConversationError(LookupError):
@@ -68,43 +68,64 @@ def _conversation(session: Session, conversation_id: str) -> Conversation:
     return conversation
 
 
+@dataclass(frozen=True)
+class ModelTarget:
+    """Everything needed to prompt one deployed submission, detached from any database session."""
+
+    submission_id: str
+    endpoint_url: str
+    served_model_name: str
+    formatter: PromptFormatter
+    params: GenerationParams
+
+
+def model_target(submission: Submission) -> ModelTarget:
+    """The serving details of a deployed submission; ConversationError when it is not serving."""
+    if submission.status != Status.DEPLOYED or not submission.endpoint_url:
+        raise ConversationError(f"model {submission.id} is not serving (status {submission.status})")
+    return ModelTarget(
+        submission_id=submission.id,
+        endpoint_url=submission.endpoint_url,
+        served_model_name=submission.served_model_name or submission.id,
+        formatter=PromptFormatter(**submission.formatter),
+        params=GenerationParams(**submission.generation_params),
+    )
+
+
+def generate_reply(
+    target: ModelTarget, *, memory: str, prompt: str, bot_name: str, user_name: str, history: list[ChatTurn]
+) -> BotReply:
+    """Format the conversation with the submission's formatter and ask its model for the next bot turn."""
+    with ModelClient(target.endpoint_url, target.served_model_name) as client:
+        model_input = format_prompt(
+            target.formatter,
+            memory=memory,
+            prompt=prompt,
+            bot_name=bot_name,
+            user_name=user_name,
+            history=history,
+            count_tokens=client.count_tokens,
+            max_input_tokens=target.params.max_input_tokens,
+        )
+        completion = client.complete(model_input, **target.params.to_completion_kwargs())
+    return BotReply("", model_input, completion.text.strip(), completion.latency_s)
+
+
 def send_message(store: Store, conversation_id: str, text: str) -> BotReply:
     """Send the user's message to the conversation's model and store both sides of the exchange."""
     with store.session() as session:
         conversation = _conversation(session, conversation_id)
-        submission = get_submission(session, conversation.submission_id)
-        if submission.status != Status.DEPLOYED or not submission.endpoint_url:
-            raise ConversationError(f"model {submission.id} is not serving (status {submission.status})")
-        history = [
-            ChatTurn(sender=m.sender, message=m.content) for m in conversation.messages if not m.deleted
-        ]
-        endpoint, model = submission.endpoint_url, submission.id
-        formatter = PromptFormatter(**submission.formatter)
-        params = GenerationParams(**submission.generation_params)
+        target = model_target(get_submission(session, conversation.submission_id))
+        history = [ChatTurn(sender=m.sender, message=m.content) for m in conversation.messages if not m.deleted]
         names = {"bot_name": conversation.bot_name, "user_name": conversation.user_name}
         memory, prompt = conversation.memory, conversation.prompt
     history.append(ChatTurn(sender="user", message=text))
     # The model call happens outside any transaction: a slow model must not hold database locks.
-    with ModelClient(endpoint, model) as client:
-        model_input = format_prompt(
-            formatter,
-            memory=memory,
-            prompt=prompt,
-            history=history,
-            count_tokens=client.count_tokens,
-            max_input_tokens=params.max_input_tokens,
-            **names,
-        )
-        completion = client.complete(model_input, **params.to_completion_kwargs())
-    reply = completion.text.strip()
+    reply = generate_reply(target, memory=memory, prompt=prompt, history=history, **names)
     with store.session() as session:
         session.add(Message(conversation_id=conversation_id, sender="user", content=text))
-        session.add(
-            Message(
-                conversation_id=conversation_id, sender="bot", content=reply, latency_s=completion.latency_s
-            )
-        )
-    return BotReply(conversation_id, model_input, reply, completion.latency_s)
+        session.add(Message(conversation_id=conversation_id, sender="bot", content=reply.text, latency_s=reply.latency_s))
+    return BotReply(conversation_id, reply.model_input, reply.text, reply.latency_s)
 
 
 def leave_feedback(

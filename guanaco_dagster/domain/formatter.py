@@ -118,6 +118,8 @@ class GenerationParams(BaseModel):
     top_k: int = Field(default=40, ge=-1, le=1000, description="-1 disables top-k sampling.")
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    # Chai's clients send it; vLLM applies it multiplicatively (1.0 = off).
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=2.0)
     stopping_words: list[StoppingWord] = Field(default_factory=lambda: ["\n"], max_length=16)
     max_input_tokens: int = Field(default=1024, ge=64, le=32768, description="Prompt budget, in tokens.")
     max_output_tokens: int = Field(default=64, ge=1, le=2048)
@@ -140,6 +142,7 @@ class GenerationParams(BaseModel):
             "top_k": self.top_k,
             "presence_penalty": self.presence_penalty,
             "frequency_penalty": self.frequency_penalty,
+            "repetition_penalty": self.repetition_penalty,
             "stop": list(self.stopping_words),
             "max_tokens": self.max_output_tokens,
             "n": self.best_of,

@@ -48,7 +48,7 @@ def allowed_targets(current: Status) -> frozenset[Status]:
     if current in {Status.INACTIVE, Status.TORNDOWN, Status.FAILED}:
         # Redeploy: the pipeline starts again from the top.
         targets |= {Status.PENDING}
-    if current == Status.INACTIVE:
+    if current in {Status.INACTIVE, Status.FAILED}:
         targets.add(Status.TORNDOWN)
     return frozenset(targets)
 

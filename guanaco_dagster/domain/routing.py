@@ -6,11 +6,11 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from guanaco_dagster.domain.lifecycle import Status
-from guanaco_dagster.store.models import Feedback, Submission
+from guanaco_dagster.store.models import Feedback, LifecycleRequest, Submission
 
 
 class NoModelAvailable(LookupError):
@@ -42,6 +42,10 @@ def deployed_candidates(session: Session) -> list[RoutingCandidate]:
         select(Submission.id, Submission.created_at, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.submission_id == Submission.id)
         .where(Submission.status == Status.DEPLOYED, Submission.endpoint_url.is_not(None))
+        # A model being deactivated or torn down leaves routing at once, before its server stops.
+        .where(
+            ~exists().where(LifecycleRequest.submission_id == Submission.id, LifecycleRequest.completed_at.is_(None))
+        )
     )
     return [RoutingCandidate(sid, created, int(n)) for sid, created, n in rows]
 

@@ -159,15 +159,33 @@ def describe_error(error: BaseException) -> str:
     return text if len(text) <= 2000 else text[:2000] + " …"
 
 
-def pending_submission_ids(session: Session, limit: int = 200) -> list[tuple[int, str]]:
-    """(seq, id) of submissions waiting for the pipeline, oldest first."""
+@dataclass(frozen=True)
+class PendingSubmission:
+    """A submission waiting for the pipeline; `attempt` counts its trips through `pending` (redeploys)."""
+
+    seq: int
+    id: str
+    attempt: int
+
+    @property
+    def run_key(self) -> str:
+        return self.id if self.attempt <= 1 else f"{self.id}#{self.attempt}"
+
+
+def pending_submissions(session: Session, limit: int = 200) -> list[PendingSubmission]:
+    """Submissions waiting for the pipeline, oldest first."""
+    attempts = (
+        select(func.count())
+        .where(SubmissionEvent.submission_id == Submission.id, SubmissionEvent.status == Status.PENDING)
+        .scalar_subquery()
+    )
     rows = session.execute(
-        select(Submission.seq, Submission.id)
+        select(Submission.seq, Submission.id, attempts)
         .where(Submission.status == Status.PENDING)
         .order_by(Submission.seq)
         .limit(limit)
     )
-    return [(seq, sid) for seq, sid in rows]
+    return [PendingSubmission(seq, sid, int(attempt)) for seq, sid, attempt in rows]
 
 
 def stale_submissions(session: Session, older_than: datetime) -> list[str]:

@@ -61,6 +61,7 @@ class Submission(Base):
     artifact_sha256: Mapped[str | None] = mapped_column(String(64))
     artifact_uri: Mapped[str | None] = mapped_column(String(500))
     endpoint_url: Mapped[str | None] = mapped_column(String(500))
+    served_model_name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -164,3 +165,16 @@ class LatencyReportRow(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     report: Mapped[dict[str, Any]] = mapped_column()
     measured_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LifecycleRequest(Base):
+    """A developer's request to deactivate, tear down or redeploy a model, carried out by a Dagster job."""
+
+    __tablename__ = "lifecycle_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # "deactivate", "teardown" or "redeploy"
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(Text)
