@@ -15,7 +15,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GUANACO_", extra="ignore")
 
-    home: Path = Field(default=Path.home() / ".guanaco", description="Working folder of the platform.")
+    home: Path = Field(
+        default=Path.home() / ".guanaco" / "platform", description="Working folder of the platform."
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the Guanaco store; SQLite under `home` when unset."
     )
@@ -57,6 +59,13 @@ class Settings(BaseSettings):
     feedback_target: int = 100
 
     sensor_interval_s: int = 1
+
+    # The HTTP service (`guanaco serve`).
+    service_host: str = "127.0.0.1"
+    service_port: int = 8080
+    # The app's bot-response service authenticates beta routes with this token; unset = beta routes off.
+    beta_service_token: SecretStr | None = None
+    max_request_bytes: int = 1024 * 1024
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures.hub",
     "tests.fixtures.s3",
     "tests.fixtures.vllm",
+    "tests.fixtures.service",
 ]

@@ -57,8 +57,9 @@ def test_sensors_and_jobs_are_registered(tmp_path):
         "submission_sensor",
         "feedback_sensor",
         "pipeline_failure_sensor",
+        "lifecycle_sensor",
     }
-    assert {"submission_pipeline", "feedback_summary_job"} <= set(repo.job_names)
+    assert {"submission_pipeline", "feedback_summary_job", "lifecycle_job"} <= set(repo.job_names)
 
 
 def test_secrets_come_from_the_environment_not_the_config(tmp_path, monkeypatch):

@@ -19,8 +19,12 @@ from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import Conversation, Feedback, Message, Submission
 
 
-class ConversationError(LookupError):
-    """The conversation is unknown or cannot take this action."""
+class ConversationError(RuntimeError):
+    """The conversation cannot take this action (e.g. feedback twice, model not serving)."""
+
+
+class ConversationNotFound(ConversationError, LookupError):
+    """No conversation has this id."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ def start_conversation(
 def _conversation(session: Session, conversation_id: str) -> Conversation:
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
-        raise ConversationError(f"no conversation '{conversation_id}'")
+        raise ConversationNotFound(f"no conversation '{conversation_id}'")
     return conversation
 
 
@@ -135,12 +139,16 @@ def leave_feedback(
     thumbs_up: bool,
     text: str = "",
     idempotency_key: str | None = None,
-) -> Feedback:
-    """Store the user's verdict on a conversation; a retried post (same key) is stored once."""
+) -> tuple[Feedback, bool]:
+    """Store the user's verdict on a conversation; returns (feedback, created).
+
+    A retried post with the same idempotency key returns the stored feedback (created=False), even when
+    the retries race each other.
+    """
     if idempotency_key:
-        existing = session.scalar(select(Feedback).where(Feedback.idempotency_key == idempotency_key))
+        existing = _feedback_with_key(session, idempotency_key)
         if existing is not None:
-            return existing
+            return existing, False
     conversation = _conversation(session, conversation_id)
     if conversation.feedback is not None:
         raise ConversationError(f"conversation '{conversation_id}' already has feedback")
@@ -156,5 +164,12 @@ def leave_feedback(
             session.add(feedback)
             session.flush()
     except IntegrityError as error:
+        existing = _feedback_with_key(session, idempotency_key) if idempotency_key else None
+        if existing is not None:
+            return existing, False
         raise ConversationError(f"conversation '{conversation_id}' already has feedback") from error
-    return feedback
+    return feedback, True
+
+
+def _feedback_with_key(session: Session, idempotency_key: str) -> Feedback | None:
+    return session.scalar(select(Feedback).where(Feedback.idempotency_key == idempotency_key))

@@ -7,8 +7,10 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from guanaco_dagster.deployment.base import Deployer
 from guanaco_dagster.domain.lifecycle import InvalidTransition, Status
-from guanaco_dagster.domain.submissions import get_submission
+from guanaco_dagster.domain.submissions import get_submission, transition
+from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import LifecycleRequest, utcnow
 
 
@@ -64,3 +66,24 @@ def complete_request(session: Session, request_id: int, outcome: str) -> None:
     request = session.get(LifecycleRequest, request_id)
     if request is not None:
         request.completed_at, request.outcome = utcnow(), outcome
+
+
+def carry_out_request(store: Store, deployer: Deployer, request_id: int) -> str:
+    """Do what a request asks (stop the server, change the status) and record the outcome."""
+    with store.session() as session:
+        request = session.get(LifecycleRequest, request_id)
+        if request is None or request.completed_at is not None:
+            return "nothing to do"
+        submission_id, action = request.submission_id, Action(request.action)
+    if action in (Action.DEACTIVATE, Action.TEARDOWN):
+        stopped = deployer.teardown(submission_id)
+    with store.session() as session:
+        submission = transition(session, submission_id, RESULT[action], message=f"{action} requested by developer")
+        if action is Action.REDEPLOY:
+            submission.endpoint_url = submission.served_model_name = None
+            outcome = "queued for a new pipeline run"
+        else:
+            submission.endpoint_url = None
+            outcome = f"server {'stopped' if stopped else 'was not running'}; status {RESULT[action]}"
+        complete_request(session, request_id, outcome)
+    return outcome

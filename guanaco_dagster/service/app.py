@@ -1,0 +1,83 @@
+"""The Guanaco HTTP service: FastAPI app factory, request size limit, health route."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from guanaco_dagster.service.dependencies import SessionDep
+from guanaco_dagster.service.errors import install_error_handlers
+from guanaco_dagster.service.routes import beta, feedback, models
+from guanaco_dagster.settings import Settings, load_settings
+from guanaco_dagster.store.database import Store
+
+
+class BodySizeLimit:
+    """Answer 413 to requests whose body exceeds `max_bytes`, declared or streamed, before routes see them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        body = f'{{"detail": "request body over {self.max_bytes} bytes"}}'.encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service for `settings` (the environment's by default); migrates the store on creation."""
+    settings = settings or load_settings()
+    app = FastAPI(
+        title="Guanaco",
+        version="0.1.0",
+        description="Submit a fine-tuned LLM, get real user feedback within minutes. "
+        "Routes and shapes follow Chai's public client (chaiverse).",
+    )
+    app.state.settings = settings
+    app.state.store = Store(settings.resolved_database_url).migrate()
+    app.include_router(models.router)
+    app.include_router(feedback.router)
+    app.include_router(beta.router)
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["health"], summary="Liveness and database reachability")
+    def health(session: SessionDep) -> dict[str, str]:
+        session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app

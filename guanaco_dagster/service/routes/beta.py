@@ -1,0 +1,59 @@
+"""Beta-mode routes for the app's bot-response service: route, chat, collect feedback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from guanaco_dagster.domain.conversations import leave_feedback, send_message, start_conversation
+from guanaco_dagster.service.dependencies import SessionDep, beta_service, get_settings, get_store
+from guanaco_dagster.service.schemas import (
+    BetaConversationRequest,
+    BetaConversationResponse,
+    BetaFeedbackRequest,
+    BetaFeedbackResponse,
+    BetaMessageRequest,
+    BetaMessageResponse,
+)
+from guanaco_dagster.settings import Settings
+from guanaco_dagster.store.database import Store
+from guanaco_dagster.store.models import Submission
+
+router = APIRouter(prefix="/beta", tags=["beta"], dependencies=[Depends(beta_service)])
+
+
+@router.post("/conversations", response_model=BetaConversationResponse, summary="Start a routed conversation")
+def new_conversation(
+    request: BetaConversationRequest,
+    session: SessionDep,
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> BetaConversationResponse:
+    """Assign a model that needs feedback (newest first, weighted by feedback still lacking)."""
+    conversation = start_conversation(
+        session, feedback_target=settings.feedback_target, **request.model_dump()
+    )
+    submission = session.get(Submission, conversation.submission_id)
+    return BetaConversationResponse(
+        conversation_id=conversation.id, submission_id=submission.id, model_name=submission.model_name
+    )
+
+
+@router.post("/conversations/{conversation_id}/messages", response_model=BetaMessageResponse)
+def post_message(
+    conversation_id: str, request: BetaMessageRequest, store: Annotated[Store, Depends(get_store)]
+) -> BetaMessageResponse:
+    """The model's reply to the user's message (formatted with the submission's formatter), stored."""
+    reply = send_message(store, conversation_id, request.message)
+    return BetaMessageResponse(conversation_id=conversation_id, reply=reply.text, latency_s=reply.latency_s)
+
+
+@router.post("/conversations/{conversation_id}/feedback", response_model=BetaFeedbackResponse)
+def post_feedback(
+    conversation_id: str, request: BetaFeedbackRequest, session: SessionDep
+) -> BetaFeedbackResponse:
+    """Thumbs up/down and text at the end of a conversation; retries with the same key are stored once."""
+    feedback, created = leave_feedback(session, conversation_id, **request.model_dump())
+    return BetaFeedbackResponse(
+        feedback_id=feedback.id, conversation_id=feedback.conversation_id, stored=created
+    )

@@ -1,0 +1,172 @@
+"""Request and response models of the HTTP service: the OpenAPI schema is the contract.
+
+Shapes follow Chai's public client (chaiverse) where it defines them, so that client works unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from guanaco_dagster.domain.submissions import SubmissionRequest
+
+SubmitRequest = SubmissionRequest
+
+
+class SubmitResponse(BaseModel):
+    submission_id: str
+
+
+class LogEntry(BaseModel):
+    """One line of a submission's log, in the shape chaiverse's `parse_log_entry` reads."""
+
+    timestamp: datetime
+    level: Literal["INFO", "ERROR"]
+    entry: str
+
+
+class StageTimingOut(BaseModel):
+    stage: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+    succeeded: bool | None
+
+
+class SubmissionInfo(BaseModel):
+    submission_id: str
+    model_repo: str
+    hf_revision: str
+    resolved_revision: str | None
+    model_name: str
+    status: str
+    failure_reason: str | None
+    generation_params: dict
+    formatter: dict
+    timestamp: datetime
+    stages: list[StageTimingOut]
+    logs: list[LogEntry]
+    time_to_deployed_s: float | None = Field(description="Seconds from submission to `deployed`.")
+
+
+class LifecycleResponse(BaseModel):
+    submission_id: str
+    action: str
+    request_id: int
+    status: str = Field(
+        description="The submission's status now; the change itself is carried out by Dagster."
+    )
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sender: str = Field(max_length=200, description="'user' (or the user's name) for the user, else the bot.")
+    message: str = Field(max_length=8000)
+
+
+class ChatRequest(BaseModel):
+    """A developer's test chat: the whole history, newest message last (as chaiverse sends it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: str = Field(default="", max_length=8000)
+    prompt: str = Field(default="", max_length=8000)
+    chat_history: list[ChatMessageIn] = Field(default_factory=list, max_length=200)
+    bot_name: str = Field(default="Bot", min_length=1, max_length=100)
+    user_name: str = Field(default="User", min_length=1, max_length=100)
+
+
+class ChatResponse(BaseModel):
+    model_input: str
+    model_output: str
+
+
+class FeedbackSender(BaseModel):
+    name: str
+
+
+class FeedbackMessage(BaseModel):
+    content: str
+    sender: FeedbackSender
+    sent_date: datetime
+    deleted: bool
+
+
+class ConversationFeedback(BaseModel):
+    messages: list[FeedbackMessage]
+    thumbs_up: bool
+    text: str
+    model_name: str
+    public: bool
+
+
+class FeedbackResponse(BaseModel):
+    """All feedback on a submission, keyed `_bot_<bot>_<user pseudonym>_<conversation>` like Chai's ids."""
+
+    feedback: dict[str, ConversationFeedback]
+    thumbs_up: int
+    thumbs_down: int
+    summary: dict | None = Field(default=None, description="The latest `feedback_summary` of the submission.")
+
+
+class LeaderboardEntry(BaseModel):
+    model_name: str
+    developer: str
+    status: str
+    thumbs_up: int
+    thumbs_down: int
+    total_feedback_count: int
+    thumbs_up_ratio: float | None
+    thumbs_up_ratio_se: float | None
+    wilson_lower_bound: float | None
+    mean_conversation_length: float | None
+    repetition_score: float | None
+    latency_p95_s: float | None
+    overall_score: float | None
+    overall_rank: int | None
+
+
+class BetaConversationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=200)
+    bot_id: str = Field(default="", max_length=200)
+    bot_name: str = Field(default="Bot", min_length=1, max_length=100)
+    user_name: str = Field(default="User", min_length=1, max_length=100)
+    memory: str = Field(default="", max_length=8000)
+    prompt: str = Field(default="", max_length=8000)
+
+
+class BetaConversationResponse(BaseModel):
+    conversation_id: str
+    submission_id: str
+    model_name: str
+
+
+class BetaMessageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=8000)
+
+
+class BetaMessageResponse(BaseModel):
+    conversation_id: str
+    reply: str
+    latency_s: float
+
+
+class BetaFeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    thumbs_up: bool
+    text: str = Field(default="", max_length=4000)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class BetaFeedbackResponse(BaseModel):
+    feedback_id: int
+    conversation_id: str
+    stored: bool = Field(description="False when this was a retry of feedback already stored.")
