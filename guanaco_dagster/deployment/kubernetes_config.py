@@ -86,7 +86,9 @@ class KubernetesSettings(BaseSettings):
         description="ServiceAccount of the model-server pods (they need no API access; the token is not "
         "mounted). Unset: the namespace's default.",
     )
-    port: int = Field(default=8000, ge=1, le=65535, description="Port vLLM listens on and the Service exposes.")
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="Port vLLM listens on and the Service exposes."
+    )
     dtype: str = Field(default="auto", description="vLLM --dtype: 'auto' on GPUs; 'float32' for CPU images.")
     max_model_len: int = Field(default=4096, ge=1, description="vLLM --max-model-len (context length).")
     kv_cache_gib: int = Field(
@@ -94,7 +96,7 @@ class KubernetesSettings(BaseSettings):
     )
     vllm_extra_args: list[str] = Field(
         default_factory=list,
-        description="Extra vLLM server arguments, e.g. [\"--gpu-memory-utilization\", \"0.85\"]; passed "
+        description='Extra vLLM server arguments, e.g. ["--gpu-memory-utilization", "0.85"]; passed '
         "after '--' to inference.serve.",
     )
     extra_env: dict[str, str] = Field(
@@ -138,9 +140,12 @@ class KubernetesSettings(BaseSettings):
     cpu_request: str = Field(default="4", description="CPU request of the model-server container.")
     cpu_limit: str | None = Field(default=None, description="CPU limit; unset: none (avoids CFS throttling).")
     memory_request: str = Field(default="16Gi", description="Memory request of the model-server container.")
-    memory_limit: str | None = Field(default="64Gi", description="Memory limit of the model-server container.")
+    memory_limit: str | None = Field(
+        default="64Gi", description="Memory limit of the model-server container."
+    )
     shm_size: str = Field(
-        default="8Gi", description="Size of the in-memory /dev/shm (NCCL and vLLM workers need more than 64M)."
+        default="8Gi",
+        description="Size of the in-memory /dev/shm (NCCL and vLLM workers need more than 64M).",
     )
     labels: dict[str, str] = Field(
         default_factory=dict,
@@ -213,8 +218,15 @@ class KubernetesSettings(BaseSettings):
                 raise ValueError(f"toleration {toleration} has unknown keys {sorted(unknown)}")
             if toleration.get("operator", "Equal") not in ("Equal", "Exists"):
                 raise ValueError(f"toleration {toleration}: operator must be Equal or Exists")
-            if toleration.get("effect", "NoSchedule") not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-                raise ValueError(f"toleration {toleration}: effect must be NoSchedule, PreferNoSchedule or NoExecute")
+            if toleration.get("effect", "NoSchedule") not in (
+                "",
+                "NoSchedule",
+                "PreferNoSchedule",
+                "NoExecute",
+            ):
+                raise ValueError(
+                    f"toleration {toleration}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+                )
         return value
 
     @field_validator("extra_env")

@@ -116,7 +116,9 @@ def container_env(settings: KubernetesSettings) -> list[dict[str, Any]]:
     if settings.s3_region:
         env.append({"name": "AWS_DEFAULT_REGION", "value": settings.s3_region})
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret_name, "key": key}}})
+        env.append(
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret_name, "key": key}}}
+        )
     env += [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "VLLM_NO_USAGE_STATS", "value": "1"}]
     env += [{"name": name, "value": value} for name, value in sorted(settings.extra_env.items())]
     return env
@@ -145,7 +147,7 @@ def _http_probe(period_s: int, timeout_s: int, failure_threshold: int) -> dict[s
 
 
 def probes(settings: KubernetesSettings) -> dict[str, dict[str, Any]]:
-    """startupProbe bounded by the deadline (kubelet restarts a server stuck loading), then liveness/readiness.
+    """A startupProbe bounded by the deadline (kubelet restarts a stuck server), then liveness/readiness.
 
     vLLM's /health answers once the weights are loaded and the engine runs, so readiness means "serving".
     """

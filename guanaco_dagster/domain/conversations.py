@@ -72,6 +72,11 @@ def _conversation(session: Session, conversation_id: str) -> Conversation:
     return conversation
 
 
+def storable_text(text: str) -> str:
+    """Text safe for every store: PostgreSQL refuses NUL characters, which models and users can emit."""
+    return text.replace("\x00", "")
+
+
 @dataclass(frozen=True)
 class ModelTarget:
     """Everything needed to prompt one deployed submission, detached from any database session."""
@@ -112,7 +117,7 @@ def generate_reply(
             max_input_tokens=target.params.max_input_tokens,
         )
         completion = client.complete(model_input, **target.params.to_completion_kwargs())
-    return BotReply("", model_input, completion.text.strip(), completion.latency_s)
+    return BotReply("", model_input, storable_text(completion.text).strip(), completion.latency_s)
 
 
 def send_message(store: Store, conversation_id: str, text: str) -> BotReply:
@@ -120,15 +125,22 @@ def send_message(store: Store, conversation_id: str, text: str) -> BotReply:
     with store.session() as session:
         conversation = _conversation(session, conversation_id)
         target = model_target(get_submission(session, conversation.submission_id))
-        history = [ChatTurn(sender=m.sender, message=m.content) for m in conversation.messages if not m.deleted]
+        history = [
+            ChatTurn(sender=m.sender, message=m.content) for m in conversation.messages if not m.deleted
+        ]
         names = {"bot_name": conversation.bot_name, "user_name": conversation.user_name}
         memory, prompt = conversation.memory, conversation.prompt
+    text = storable_text(text)
     history.append(ChatTurn(sender="user", message=text))
     # The model call happens outside any transaction: a slow model must not hold database locks.
     reply = generate_reply(target, memory=memory, prompt=prompt, history=history, **names)
     with store.session() as session:
         session.add(Message(conversation_id=conversation_id, sender="user", content=text))
-        session.add(Message(conversation_id=conversation_id, sender="bot", content=reply.text, latency_s=reply.latency_s))
+        session.add(
+            Message(
+                conversation_id=conversation_id, sender="bot", content=reply.text, latency_s=reply.latency_s
+            )
+        )
     return BotReply(conversation_id, reply.model_input, reply.text, reply.latency_s)
 
 
@@ -156,7 +168,7 @@ def leave_feedback(
         conversation_id=conversation_id,
         submission_id=conversation.submission_id,
         thumbs_up=thumbs_up,
-        text=text,
+        text=storable_text(text),
         idempotency_key=idempotency_key,
     )
     try:

@@ -73,7 +73,14 @@ def build_leaderboard(session: Session) -> list[LeaderboardRow]:
         .subquery()
     )
     query = (
-        select(Submission, Developer.name, votes.c.up, votes.c.n, FeedbackSummaryRow.summary, LatencyReportRow.report)
+        select(
+            Submission,
+            Developer.name,
+            votes.c.up,
+            votes.c.n,
+            FeedbackSummaryRow.summary,
+            LatencyReportRow.report,
+        )
         .join(Developer, Developer.id == Submission.developer_id)
         .outerjoin(votes, votes.c.submission_id == Submission.id)
         .outerjoin(FeedbackSummaryRow, FeedbackSummaryRow.submission_id == Submission.id)

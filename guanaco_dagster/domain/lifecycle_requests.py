@@ -26,7 +26,11 @@ _FROM = {
     Action.TEARDOWN: {Status.DEPLOYED, Status.INACTIVE, Status.FAILED},
     Action.REDEPLOY: {Status.INACTIVE, Status.TORNDOWN, Status.FAILED},
 }
-RESULT = {Action.DEACTIVATE: Status.INACTIVE, Action.TEARDOWN: Status.TORNDOWN, Action.REDEPLOY: Status.PENDING}
+RESULT = {
+    Action.DEACTIVATE: Status.INACTIVE,
+    Action.TEARDOWN: Status.TORNDOWN,
+    Action.REDEPLOY: Status.PENDING,
+}
 
 
 def request_action(session: Session, submission_id: str, action: Action) -> LifecycleRequest:
@@ -34,7 +38,9 @@ def request_action(session: Session, submission_id: str, action: Action) -> Life
     submission = get_submission(session, submission_id, for_update=True)
     if submission.status not in _FROM[action]:
         allowed = ", ".join(sorted(_FROM[action]))
-        raise InvalidTransition(f"cannot {action} {submission_id}: it is '{submission.status}' (needs {allowed})")
+        raise InvalidTransition(
+            f"cannot {action} {submission_id}: it is '{submission.status}' (needs {allowed})"
+        )
     if open_request_for(session, submission_id) is not None:
         raise InvalidTransition(f"{submission_id} already has a lifecycle request in progress")
     request = LifecycleRequest(submission_id=submission_id, action=action)
@@ -56,7 +62,9 @@ def open_requests(session: Session) -> list[LifecycleRequest]:
     """Requests not yet carried out, oldest first."""
     return list(
         session.scalars(
-            select(LifecycleRequest).where(LifecycleRequest.completed_at.is_(None)).order_by(LifecycleRequest.id)
+            select(LifecycleRequest)
+            .where(LifecycleRequest.completed_at.is_(None))
+            .order_by(LifecycleRequest.id)
         )
     )
 
@@ -78,7 +86,9 @@ def carry_out_request(store: Store, deployer: Deployer, request_id: int) -> str:
     if action in (Action.DEACTIVATE, Action.TEARDOWN):
         stopped = deployer.teardown(submission_id)
     with store.session() as session:
-        submission = transition(session, submission_id, RESULT[action], message=f"{action} requested by developer")
+        submission = transition(
+            session, submission_id, RESULT[action], message=f"{action} requested by developer"
+        )
         if action is Action.REDEPLOY:
             submission.endpoint_url = submission.served_model_name = None
             outcome = "queued for a new pipeline run"

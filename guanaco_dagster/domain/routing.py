@@ -44,7 +44,9 @@ def deployed_candidates(session: Session) -> list[RoutingCandidate]:
         .where(Submission.status == Status.DEPLOYED, Submission.endpoint_url.is_not(None))
         # A model being deactivated or torn down leaves routing at once, before its server stops.
         .where(
-            ~exists().where(LifecycleRequest.submission_id == Submission.id, LifecycleRequest.completed_at.is_(None))
+            ~exists().where(
+                LifecycleRequest.submission_id == Submission.id, LifecycleRequest.completed_at.is_(None)
+            )
         )
     )
     return [RoutingCandidate(sid, created, int(n)) for sid, created, n in rows]

@@ -42,8 +42,10 @@ def _unauthorized(detail: str) -> HTTPException:
 def current_developer(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    # chaiverse sends this header with an underscore, exactly as named here.
     developer_key: Annotated[
-        str | None, Header(description="Developer key (chaiverse's older header).")
+        str | None,
+        Header(convert_underscores=False, description="Developer key (chaiverse's feedback client)."),
     ] = None,
 ) -> Developer:
     """The developer whose key came as `Authorization: Bearer …` or a `developer_key` header."""

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from guanaco_dagster.domain.conversations import leave_feedback, send_message, start_conversation
+from guanaco_dagster.domain.submissions import get_submission
 from guanaco_dagster.service.dependencies import SessionDep, beta_service, get_settings, get_store
 from guanaco_dagster.service.schemas import (
     BetaConversationRequest,
@@ -18,7 +19,6 @@ from guanaco_dagster.service.schemas import (
 )
 from guanaco_dagster.settings import Settings
 from guanaco_dagster.store.database import Store
-from guanaco_dagster.store.models import Submission
 
 router = APIRouter(prefix="/beta", tags=["beta"], dependencies=[Depends(beta_service)])
 
@@ -33,7 +33,7 @@ def new_conversation(
     conversation = start_conversation(
         session, feedback_target=settings.feedback_target, **request.model_dump()
     )
-    submission = session.get(Submission, conversation.submission_id)
+    submission = get_submission(session, conversation.submission_id)
     return BetaConversationResponse(
         conversation_id=conversation.id, submission_id=submission.id, model_name=submission.model_name
     )
