@@ -38,7 +38,8 @@ def submission_sensor(context: SensorEvaluationContext, store: StoreResource) ->
     new_partitions, new_cursor = plan_submission_runs(pending, known, cursor)
     return SensorResult(
         run_requests=[
-            RunRequest(run_key=p.run_key, partition_key=p.id, tags={"guanaco/submission": p.id}) for p in pending
+            RunRequest(run_key=item.run_key, partition_key=item.id, tags={"guanaco/submission": item.id})
+            for item in pending
         ],
         dynamic_partitions_requests=[submissions_partitions.build_add_request(new_partitions)]
         if new_partitions

@@ -5,10 +5,10 @@ Revises: 0001
 Create Date: 2026-11-24 03:39:19.702500
 """
 
-from alembic import op
 import sqlalchemy as sa
-import guanaco_dagster.store.models
+from alembic import op
 
+import guanaco_dagster.store.models
 
 revision = "0002"
 down_revision = "0001"
