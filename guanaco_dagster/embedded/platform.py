@@ -7,6 +7,7 @@ groups; inference servers watch this process and exit when it is gone.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,7 @@ class EmbeddedPlatform:
 
     settings: Settings
     webserver_port: int | None = None
+    service_port: int | None = None
     hf_endpoint: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -72,6 +74,15 @@ class EmbeddedPlatform:
     @property
     def webserver_url(self) -> str | None:
         return f"http://127.0.0.1:{self.webserver_port}" if self.webserver_port else None
+
+    @property
+    def service_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.service_port}" if self.service_port else None
+
+    @property
+    def beta_token(self) -> str:
+        """The token the app's bot-response service (or a simulation of it) uses on beta routes."""
+        return self.env["GUANACO_BETA_SERVICE_TOKEN"]
 
     def __enter__(self) -> EmbeddedPlatform:
         try:
@@ -110,6 +121,8 @@ class EmbeddedPlatform:
         }
         if self.hf_endpoint:
             self.env["GUANACO_HF_ENDPOINT"] = self.hf_endpoint
+        if settings.beta_service_token is None:
+            self.env["GUANACO_BETA_SERVICE_TOKEN"] = secrets.token_urlsafe(24)
         bin_dir = Path(sys.executable).parent
         self._spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)])
         if self.webserver_port:
@@ -125,11 +138,16 @@ class EmbeddedPlatform:
                     str(self.webserver_port),
                 ],
             )
-            wait_until(
-                lambda: port_open("127.0.0.1", self.webserver_port) or self._check_alive("webserver"),
-                timeout_s=120,
-                what="Dagster webserver",
-            )
+        if self.service_port:
+            uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "guanaco_dagster.service.app:create_app"]
+            self._spawn("service", [*uvicorn, "--host", "127.0.0.1", "--port", str(self.service_port)])
+        for name, port in (("webserver", self.webserver_port), ("service", self.service_port)):
+            if port:
+                wait_until(
+                    lambda name=name, port=port: port_open("127.0.0.1", port) or self._check_alive(name),
+                    timeout_s=120,
+                    what=f"{name} on port {port}",
+                )
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.logs_dir / f"{name}.log").open("ab")
@@ -170,7 +188,7 @@ class EmbeddedPlatform:
 
     def stop(self) -> None:
         """Stop Dagster, every inference server and the S3 cache; deployed models become `inactive`."""
-        for name in ("webserver", "daemon"):
+        for name in ("service", "webserver", "daemon"):
             if name in self._children:
                 stop_process_group(self._children.pop(name))
         if self.settings.servers_dir.exists():
