@@ -42,10 +42,10 @@ def test_chai_clients_calls_work_unchanged_from_submission_to_deactivation(hub_s
             stress_requests=8,
             stress_concurrency=4,
         )
-        with (
-            store_key(database_url) as key,
-            EmbeddedPlatform(settings, service_port=free_port(), hf_endpoint=hub_server.endpoint) as platform,
-        ):
+        key = _developer_key(database_url)
+        with EmbeddedPlatform(
+            settings, service_port=free_port(), hf_endpoint=hub_server.endpoint
+        ) as platform:
             chai = ChaiClientReplay(platform.service_url, key)
             submission_id = chai.submit(
                 {
