@@ -8,7 +8,7 @@ import time
 import pytest
 
 from guanaco_dagster.domain.developers import get_or_create_developer
-from guanaco_dagster.domain.lifecycle import Status
+from guanaco_dagster.domain.lifecycle import HAPPY_PATH, Status
 from guanaco_dagster.domain.submissions import (
     SubmissionRequest,
     create_submission,
@@ -18,33 +18,16 @@ from guanaco_dagster.domain.submissions import (
 from guanaco_dagster.embedded.beta_users import simulate_user
 from guanaco_dagster.embedded.platform import EmbeddedPlatform
 from guanaco_dagster.embedded.watch import wait_for_outcome, wait_for_summary
-from guanaco_dagster.settings import Settings
 from guanaco_dagster.store.database import Store
+from tests.fixtures.platform import embedded_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm]
 
-EXPECTED_EVENTS = [
-    "pending",
-    "downloading",
-    "tensorizing",
-    "uploading",
-    "deploying",
-    "stress_testing",
-    "deployed",
-]
+EXPECTED_EVENTS = [str(status) for status in HAPPY_PATH]
 
 
 def test_submission_to_first_feedback_summary_through_the_daemon(hub_server, s3_server, tmp_path, capsys):
-    settings = Settings(
-        home=tmp_path / "home",
-        s3_endpoint=s3_server.endpoint_url,
-        s3_bucket=s3_server.bucket,
-        s3_access_key_id=s3_server.access_key,
-        s3_secret_access_key=s3_server.secret_key,
-        hf_endpoint=hub_server.endpoint,
-        stress_requests=8,
-        stress_concurrency=4,
-    )
+    settings = embedded_settings(tmp_path / "home", hub_server, s3_server)
     store = Store(settings.resolved_database_url)
     with EmbeddedPlatform(settings, hf_endpoint=hub_server.endpoint) as platform:
         with store.session() as session:

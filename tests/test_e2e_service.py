@@ -10,10 +10,11 @@ import httpx
 import pytest
 
 from guanaco_dagster.domain.developers import create_developer
+from guanaco_dagster.domain.lifecycle import HAPPY_PATH
 from guanaco_dagster.embedded.platform import EmbeddedPlatform
 from guanaco_dagster.embedded.ports import free_port
-from guanaco_dagster.settings import Settings
 from guanaco_dagster.store.database import Store
+from tests.fixtures.platform import embedded_settings
 from tests.fixtures.store import temporary_postgres_database
 from tests.support.chai_client import ChaiClientReplay
 
@@ -32,16 +33,7 @@ def _poll(check, timeout_s: float, what: str):
 
 def test_chai_clients_calls_work_unchanged_from_submission_to_deactivation(hub_server, s3_server, tmp_path):
     with temporary_postgres_database("guanaco_e2e") as database_url:
-        settings = Settings(
-            home=tmp_path / "home",
-            database_url=database_url,
-            s3_endpoint=s3_server.endpoint_url,
-            s3_bucket=s3_server.bucket,
-            s3_access_key_id=s3_server.access_key,
-            s3_secret_access_key=s3_server.secret_key,
-            stress_requests=8,
-            stress_concurrency=4,
-        )
+        settings = embedded_settings(tmp_path / "home", hub_server, s3_server, database_url=database_url)
         key = _developer_key(database_url)
         with EmbeddedPlatform(
             settings, service_port=free_port(), hf_endpoint=hub_server.endpoint
@@ -68,15 +60,7 @@ def test_chai_clients_calls_work_unchanged_from_submission_to_deactivation(hub_s
             )
             assert chai.wait_for_model_submission(submission_id, timeout_s=600) == "deployed"
             info = chai.get_model_info(submission_id)
-            assert [entry["entry"].split(":")[0] for entry in info["logs"]] == [
-                "pending",
-                "downloading",
-                "tensorizing",
-                "uploading",
-                "deploying",
-                "stress_testing",
-                "deployed",
-            ]
+            assert [entry["entry"].split(":")[0] for entry in info["logs"]] == [str(s) for s in HAPPY_PATH]
             assert info["time_to_deployed_s"] > 0
 
             reply = chai.chat(submission_id, "Nova", "A pirate.", "On deck.", "Ahoy!", "Hello there")

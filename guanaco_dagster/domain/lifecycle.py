@@ -26,6 +26,8 @@ PIPELINE_STAGES: tuple[Status, ...] = (
     Status.DEPLOYING,
     Status.STRESS_TESTING,
 )
+# Every status a successful submission passes through, in order.
+HAPPY_PATH: tuple[Status, ...] = (Status.PENDING, *PIPELINE_STAGES, Status.DEPLOYED)
 IN_PROGRESS: frozenset[Status] = frozenset({Status.PENDING, *PIPELINE_STAGES})
 TERMINAL: frozenset[Status] = frozenset({Status.FAILED, Status.INACTIVE, Status.TORNDOWN})
 

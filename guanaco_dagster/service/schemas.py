@@ -112,23 +112,6 @@ class FeedbackResponse(BaseModel):
     summary: dict | None = Field(default=None, description="The latest `feedback_summary` of the submission.")
 
 
-class LeaderboardEntry(BaseModel):
-    model_name: str
-    developer: str
-    status: str
-    thumbs_up: int
-    thumbs_down: int
-    total_feedback_count: int
-    thumbs_up_ratio: float | None
-    thumbs_up_ratio_se: float | None
-    wilson_lower_bound: float | None
-    mean_conversation_length: float | None
-    repetition_score: float | None
-    latency_p95_s: float | None
-    overall_score: float | None
-    overall_rank: int | None
-
-
 class BetaConversationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from guanaco_dagster.domain.anonymise import mask_pii, pseudonymise
-from guanaco_dagster.domain.leaderboard import build_leaderboard
+from guanaco_dagster.domain.leaderboard import LeaderboardRow, build_leaderboard
 from guanaco_dagster.service.dependencies import DeveloperDep, SessionDep
 from guanaco_dagster.service.routes.models import owned_submission
 from guanaco_dagster.service.schemas import (
@@ -17,7 +17,6 @@ from guanaco_dagster.service.schemas import (
     FeedbackMessage,
     FeedbackResponse,
     FeedbackSender,
-    LeaderboardEntry,
 )
 from guanaco_dagster.store.models import Conversation, Feedback, FeedbackSummaryRow
 
@@ -71,14 +70,7 @@ def feedback(submission_id: str, session: SessionDep, developer: DeveloperDep) -
     )
 
 
-@router.get(
-    "/leaderboard", response_model=dict[str, LeaderboardEntry], summary="Every model that served users"
-)
-def leaderboard(session: SessionDep, _developer: DeveloperDep) -> dict[str, LeaderboardEntry]:
+@router.get("/leaderboard", response_model=dict[str, LeaderboardRow], summary="Every model that served users")
+def leaderboard(session: SessionDep, _developer: DeveloperDep) -> dict[str, LeaderboardRow]:
     """Keyed by submission id (chaiverse's shape), best overall rank first."""
-    return {
-        row.submission_id: LeaderboardEntry(
-            **{k: v for k, v in row.to_dict().items() if k != "submission_id"}
-        )
-        for row in build_leaderboard(session)
-    }
+    return {row.submission_id: row for row in build_leaderboard(session)}
