@@ -174,8 +174,7 @@ def login(
 ) -> None:
     """Check a developer key against the service and save it for the other commands."""
     service_url = resolve_credentials(url=url).url
-    if not key:
-        key = typer.prompt("Developer key", hide_input=True).strip()
+    key = (key or typer.prompt("Developer key", hide_input=True)).strip()
     with GuanacoClient(service_url, key) as client:
         try:
             submissions = client.list_submissions()
@@ -437,7 +436,7 @@ def chat(
             f"chatting with [bold]{escape(info.model_name)}[/] as {escape(persona.name)} — `exit` to stop"
         )
         history = [ChatMessageIn(sender="bot", message=persona.first_message)]
-        out.print(f"[bold cyan]{escape(persona.name)}:[/] {escape(persona.first_message)}")
+        out.print(f"[bold cyan]{escape(persona.name)}:[/] {escape(persona.first_message)}", soft_wrap=True)
         while True:
             try:
                 line = out.input(f"[bold]{escape(user_name)}:[/] ").strip()
@@ -451,7 +450,7 @@ def chat(
             history.append(ChatMessageIn(sender="user", message=line))
             request = ChatRequest(
                 memory=persona.memory,
-                prompt=persona.prompt,
+                prompt=persona.prompt_for(user_name),
                 chat_history=history[-200:],
                 bot_name=persona.name,
                 user_name=user_name,
@@ -466,8 +465,10 @@ def chat(
                 _stderr().print(f"[red]no reply ({escape(error.message)}); try again[/]")
                 continue
             if show_input:
-                out.print(f"[dim]--- model input ---\n{escape(response.model_input)}\n---[/]")
-            out.print(f"[bold cyan]{escape(persona.name)}:[/] {escape(response.model_output)}")
+                out.print(f"[dim]--- model input ---\n{escape(response.model_input)}\n---[/]", soft_wrap=True)
+            out.print(
+                f"[bold cyan]{escape(persona.name)}:[/] {escape(response.model_output)}", soft_wrap=True
+            )
             history.append(ChatMessageIn(sender="bot", message=response.model_output))
 
 
@@ -545,7 +546,7 @@ def leaderboard(
         entries.items(), key=lambda item: (item[1].overall_rank is None, item[1].overall_rank or 0)
     )
     if as_json:
-        _print_json({sid: entry.model_dump(mode="json") for sid, entry in ordered})
+        _print_json({sid: entry.to_dict() for sid, entry in ordered})
         return
     out = _stdout()
     if not ordered:
@@ -644,13 +645,36 @@ def up(
     port: Annotated[int, typer.Option(help="Dagit (dagster-webserver) port.")] = 3000,
     service_port: Annotated[int, typer.Option(help="Guanaco service port.")] = 8080,
 ) -> None:
-    """Start the whole platform on this machine: S3 cache, Dagster, and the service."""
-    # TODO(lead): start EmbeddedPlatform with the service once it can spawn it; until then this is a stub.
-    _stderr().print(
-        f"not yet: `guanaco up` (Dagit on :{port}, service on :{service_port}) is being built; "
-        "meanwhile run `make demo` for the platform and `guanaco serve` for the service"
-    )
-    raise typer.Exit(2)
+    """Run the whole platform here (S3 cache, Dagster daemon and Dagit, the service) until Ctrl-C."""
+    import os
+    import time
+
+    from guanaco_dagster.embedded.platform import EmbeddedPlatform
+    from guanaco_dagster.settings import load_settings
+
+    settings = load_settings()
+    console = _stdout()
+    platform = EmbeddedPlatform(settings, webserver_port=port, service_port=service_port)
+    with console.status("starting the S3 cache, Dagster and the Guanaco service…"):
+        platform.__enter__()  # also turns SIGTERM into a clean exit
+    try:
+        token_path = settings.home / "beta-service-token"
+        token_path.write_text(platform.beta_token)
+        os.chmod(token_path, 0o600)
+        console.print(
+            f"[green]Guanaco is up[/]  service: {platform.service_url}  Dagit: {platform.webserver_url}\n"
+            f"home: {escape(str(settings.home))}  beta service token: {escape(str(token_path))}\n"
+            "Create a key with `guanaco admin create-key NAME`, then `guanaco login`. "
+            "Ctrl-C stops everything."
+        )
+        while True:
+            platform.check_health()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with console.status("stopping inference servers, Dagster, the service and S3…"):
+            platform.__exit__(None, None, None)
 
 
 @admin_app.command("create-key")

@@ -1,7 +1,8 @@
 """A thin HTTP client for the Guanaco service's developer routes, and the CLI's saved credentials.
 
 `GuanacoClient` speaks the same routes and shapes as Chai's public client (chaiverse) and returns the
-service's own pydantic models (`guanaco_dagster.service.schemas`), so the OpenAPI schema stays the contract.
+service's own response models (`guanaco_dagster.service.schemas`, and `LeaderboardRow`), so the OpenAPI
+schema stays the contract.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
+from guanaco_dagster.domain.leaderboard import LeaderboardRow
 from guanaco_dagster.service.schemas import (
     ChatRequest,
     ChatResponse,
     FeedbackResponse,
-    LeaderboardEntry,
     LifecycleResponse,
     SubmissionInfo,
     SubmitRequest,
@@ -33,7 +34,7 @@ URL_ENV = "GUANACO_SERVICE_URL"
 KEY_ENV = "GUANACO_KEY"
 DATA_DIR_ENV = "GUANACO_DATA_DIR"
 
-_LEADERBOARD = TypeAdapter(dict[str, LeaderboardEntry])
+_LEADERBOARD = TypeAdapter(dict[str, LeaderboardRow])
 
 
 class GuanacoError(Exception):
@@ -170,7 +171,7 @@ class GuanacoClient:
         """`GET /feedback/{id}`: every conversation with feedback (anonymised) and the latest summary."""
         return FeedbackResponse.model_validate(self._request("GET", f"/feedback/{_segment(submission_id)}"))
 
-    def leaderboard(self) -> dict[str, LeaderboardEntry]:
+    def leaderboard(self) -> dict[str, LeaderboardRow]:
         """`GET /leaderboard`: every model that served users, keyed by submission id, best first."""
         return _LEADERBOARD.validate_python(self._request("GET", "/leaderboard"))
 

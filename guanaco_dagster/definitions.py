@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import Definitions, EnvVar
 from dagster_aws.s3 import S3Resource
 
 from assets import ALL_ASSETS
+from guanaco_dagster.executors import choose_executor
 from guanaco_dagster.settings import Settings, load_settings
 from resources import DeployerResource, HubResource, PipelineConfigResource, S3CacheResource, StoreResource
 from sensors import ALL_JOBS, ALL_SENSORS
@@ -67,13 +68,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
     """The code location's definitions for `settings` (the environment's when omitted)."""
+    settings = settings or load_settings()
     return Definitions(
         assets=ALL_ASSETS,
         jobs=ALL_JOBS,
         sensors=ALL_SENSORS,
-        resources=build_resources(settings or load_settings()),
-        # Per-step processes cost ~3 s each here; isolation per step is for Kubernetes.
-        executor=in_process_executor,
+        resources=build_resources(settings),
+        # Per-step processes cost ~3 s each here; one pod per run on Kubernetes (docs/kubernetes.md).
+        executor=choose_executor(settings.executor),
     )
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from guanaco_dagster.console import StageProgress, summary_table, waterfall_table
-from guanaco_dagster.domain.developers import get_or_create_developer
+from guanaco_dagster.domain.developers import issue_key
 from guanaco_dagster.domain.lifecycle import Status
 from guanaco_dagster.domain.submissions import (
     SubmissionRequest,
@@ -37,6 +37,7 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--exit", action="store_true", help="stop everything once the report is written")
     parser.add_argument("--port", type=int, default=3000, help="Dagit (dagster-webserver) port")
+    parser.add_argument("--service-port", type=int, default=8080, help="Guanaco HTTP service port")
     parser.add_argument("--users", type=int, default=6, help="simulated beta users")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for each phase")
     return parser.parse_args()
@@ -59,7 +60,9 @@ def run_demo(args: argparse.Namespace, console: Console) -> dict:
     with HubServer(settings.home / "hub") as hub:
         console.print(f"Hub-protocol server: {hub.endpoint} serving {SAMPLE_REPO}")
         with console.status("starting S3 cache (SeaweedFS), Dagster daemon and webserver…"):
-            platform = EmbeddedPlatform(settings, webserver_port=args.port, hf_endpoint=hub.endpoint)
+            platform = EmbeddedPlatform(
+                settings, webserver_port=args.port, service_port=args.service_port, hf_endpoint=hub.endpoint
+            )
             platform.__enter__()
         try:
             console.print(
@@ -79,13 +82,13 @@ def run_demo(args: argparse.Namespace, console: Console) -> dict:
             return {}
         finally:
             with console.status("stopping inference servers, Dagster and S3…"):
-                platform.stop()
+                platform.__exit__(None, None, None)
 
 
 def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, console: Console) -> dict:
     store = Store(platform.settings.resolved_database_url)
     with store.session() as session:
-        developer = get_or_create_developer(session, "demo-developer")
+        developer, key = issue_key(session, "demo-developer")
         submission = create_submission(
             session, developer, SubmissionRequest(model_repo=SAMPLE_REPO, hf_revision="main")
         )
@@ -131,6 +134,12 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
         "sample_conversations": summary_doc["sample_conversations"],
         "dagit_url": platform.webserver_url,
     }
+    report["service_url"] = platform.service_url
+    console.print(
+        f"\nThe same feedback through the CLI (service at {platform.service_url}):\n"
+        f"  guanaco login --url {platform.service_url} --key {key}\n"
+        f"  guanaco feedback {submission_id}\n  guanaco status {submission_id}\n  guanaco leaderboard"
+    )
     path = home / "demo-report.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     verdict = "[green]within[/]" if time_to_first_feedback_s <= 300 else "[red]over[/]"

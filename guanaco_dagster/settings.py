@@ -38,8 +38,9 @@ class Settings(BaseSettings):
     max_parameters: int = 15_000_000_000
     max_weight_bytes: int = 40 * 1024**3
 
-    # Inference servers.
+    # Inference servers and how Dagster runs steps (see docs/kubernetes.md).
     deployer: Literal["local", "kubernetes"] = "local"
+    executor: Literal["in_process", "k8s"] = "in_process"
     vllm_kv_cache_gib: int = 1
     vllm_dtype: str = "float32"
     vllm_max_model_len: int = 2048

@@ -47,6 +47,7 @@ def build_vllm_command(
     max_model_len: int = 2048,
     python: str = sys.executable,
     extra_args: Sequence[str] = (),
+    enforce_eager: bool = True,
 ) -> list[str]:
     """The argv that runs vLLM's OpenAI server on a local config folder with tensorizer weights."""
     return [
@@ -69,8 +70,8 @@ def build_vllm_command(
         dtype,
         "--max-model-len",
         str(max_model_len),
-        # torch.compile adds 35-80 s to start-up on CPU and buys no speed for small models.
-        "--enforce-eager",
+        # torch.compile adds 35-80 s to start-up on CPU and buys no speed there; GPUs want CUDA graphs.
+        *(["--enforce-eager"] if enforce_eager else []),
         *extra_args,
     ]
 
@@ -201,6 +202,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--watch-pid", type=int, default=None, help="exit when this process is gone")
     parser.add_argument("--work-dir", type=Path, default=None, help="parent of the temporary config folder")
+    parser.add_argument(
+        "--eager",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run vLLM with --enforce-eager (right on CPU; use --no-eager on GPUs for CUDA graphs)",
+    )
+    parser.add_argument("vllm_args", nargs="*", help="further vLLM arguments, after `--`")
     return parser.parse_args(argv)
 
 
@@ -241,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.served_model_name,
             dtype=args.dtype,
             max_model_len=args.max_model_len,
+            extra_args=args.vllm_args,
+            enforce_eager=args.eager,
         )
         return supervise(command, build_vllm_env(os.environ, args.kv_cache_gib, vllm_tmp_dir), watch)
     finally:

@@ -25,10 +25,9 @@ class DeployerResource(ConfigurableResource):
     platform_pid: int | None = None
 
     def get_deployer(self) -> Deployer:
+        """The configured deployer: local child processes, or Deployments on Kubernetes."""
         if self.kind == "kubernetes":
-            raise NotImplementedError(
-                "the Kubernetes deployer is not available yet: set GUANACO_DEPLOYER=local"
-            )
+            return self._kubernetes_deployer()
         return LocalProcessDeployer(
             state_dir=Path(self.state_dir),
             s3_endpoint_url=self.s3_endpoint_url,
@@ -41,3 +40,15 @@ class DeployerResource(ConfigurableResource):
             startup_timeout_s=self.startup_timeout_s,
             platform_pid=self.platform_pid,
         )
+
+    def _kubernetes_deployer(self) -> Deployer:
+        # Imported here: the local default should not pay for the kubernetes client's import.
+        from guanaco_dagster.deployment.kubernetes import KubernetesDeployer
+        from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
+
+        settings = KubernetesSettings()
+        # The S3 endpoint and region the pipeline uploads to are the model servers' too, unless the
+        # GUANACO_K8S_* settings say otherwise (e.g. a cluster-internal endpoint for the GPU nodes).
+        defaults = {"s3_endpoint": self.s3_endpoint_url, "s3_region": self.s3_region}
+        updates = {key: value for key, value in defaults.items() if getattr(settings, key) is None and value}
+        return KubernetesDeployer(settings.model_copy(update=updates))

@@ -23,14 +23,19 @@ class LifecycleRequestConfig(Config):
 
 @op(description="Stop the submission's server and/or change its status, as the request asks.")
 def carry_out_lifecycle_request(
-    context: OpExecutionContext, config: LifecycleRequestConfig, store: StoreResource, deployer: DeployerResource
+    context: OpExecutionContext,
+    config: LifecycleRequestConfig,
+    store: StoreResource,
+    deployer: DeployerResource,
 ) -> str:
     outcome = carry_out_request(store.store, deployer.get_deployer(), config.request_id)
     context.log.info(f"lifecycle request {config.request_id}: {outcome}")
     return outcome
 
 
-@job(description="Carry out one deactivate / teardown / redeploy request.", tags={"guanaco/kind": "lifecycle"})
+@job(
+    description="Carry out one deactivate, teardown or redeploy request.", tags={"guanaco/kind": "lifecycle"}
+)
 def lifecycle_job() -> None:
     carry_out_lifecycle_request()
 

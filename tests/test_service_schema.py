@@ -36,7 +36,9 @@ def test_no_generated_request_causes_a_server_error(service, served_tiny_model):
             token = service.beta_token if case.path.startswith("/beta") else service.alice_key
             response = case.call(headers={"Authorization": f"Bearer {token}"}, timeout=60)
             if response.status_code >= 500:
-                server_errors.append(f"{case.method} {case.formatted_path} → {response.status_code}: {response.text}")
+                server_errors.append(
+                    f"{case.method} {case.formatted_path} → {response.status_code}: {response.text}"[:500]
+                )
 
         explore()
 

@@ -78,8 +78,9 @@ def load_api_client(settings: KubernetesSettings) -> ApiClient:
             "the pod's service account" if in_cluster else (settings.kubeconfig or "the default kubeconfig")
         )
         raise DeploymentError(
-            f"cannot configure the Kubernetes client from {source}: {error}. Set GUANACO_K8S_KUBECONFIG to a "
-            "kubeconfig file, or run the platform in a pod with a service account."
+            f"cannot configure the Kubernetes client from {source}: {str(error).rstrip('.')}. "
+            "Set GUANACO_K8S_KUBECONFIG to a kubeconfig file, or run the platform in a pod with a "
+            "service account."
         ) from error
     return ApiClient(configuration)
 
@@ -132,6 +133,9 @@ class KubernetesDeployer(Deployer):
                 f"model server for {spec.submission_id!r}: "
                 + api_error_message(error, "create Deployments and Services", self.settings)
             ) from error
+        except DeploymentError:
+            self._teardown_quietly(spec.submission_id)
+            raise
         try:
             pod = self._wait_until_ready(spec, deadline=started + self.settings.startup_deadline_s)
         except (_NotReady, ApiException, Urllib3Error) as error:

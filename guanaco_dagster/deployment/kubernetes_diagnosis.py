@@ -6,6 +6,7 @@ testable without a cluster.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,7 @@ def hint_for(problem: str, settings: KubernetesSettings) -> str:
             "set GUANACO_K8S_IMAGE_PULL_SECRETS for a private registry",
         ),
         (
-            lambda text: "secret" in text and "not found" in text,
+            lambda text: ("secret" in text.lower() and "not found" in text) or "couldn't find key" in text,
             f"create the Secret {settings.s3_secret_name!r} in namespace {settings.namespace!r} with keys "
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (see deploy/k8s/secrets.example.yaml), or set "
             "GUANACO_K8S_S3_SECRET_NAME",
@@ -159,7 +160,11 @@ def hint_for(problem: str, settings: KubernetesSettings) -> str:
 
 def api_error_message(error: ApiException, action: str, settings: KubernetesSettings) -> str:
     """A sentence for an API error while creating or deleting objects, with what to do about it."""
-    body = (error.body or "").strip() if isinstance(error.body, str) else str(error.body or "")
+    body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else str(error.body or "")
+    try:  # the API server answers with a Status object: its message is the readable part
+        detail = str(json.loads(body).get("message") or body)
+    except (ValueError, AttributeError):
+        detail = body
     if error.status in (401, 403):
         hint = (
             f"the platform's service account may not {action} in namespace {settings.namespace!r}: apply the "
@@ -172,4 +177,4 @@ def api_error_message(error: ApiException, action: str, settings: KubernetesSett
     else:
         hint = "the Kubernetes API server failed: retry, or check its health"
     status = f"HTTP {error.status} {error.reason}"
-    return f"cannot {action} in namespace {settings.namespace!r}: {status}: {body[:500]} — {hint}"
+    return f"cannot {action} in namespace {settings.namespace!r}: {status}: {detail.strip()[:500]} — {hint}"

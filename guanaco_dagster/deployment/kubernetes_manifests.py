@@ -103,6 +103,8 @@ def serve_args(spec: DeploymentSpec, settings: KubernetesSettings) -> list[str]:
         str(settings.max_model_len),
         "--work-dir",
         SCRATCH_DIR,
+        # Eager mode only pays off on CPU; GPU servers keep vLLM's CUDA graphs.
+        "--eager" if settings.gpu_count == 0 else "--no-eager",
     ]
     extra = vllm_args(settings)
     return args + ["--", *extra] if extra else args

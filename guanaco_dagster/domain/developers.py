@@ -38,3 +38,13 @@ def get_or_create_developer(session: Session, name: str) -> Developer:
     if developer is None:
         developer, _ = create_developer(session, name)
     return developer
+
+
+def issue_key(session: Session, name: str) -> tuple[Developer, str]:
+    """A fresh key for the named developer (created if missing); any previous key stops working."""
+    developer = session.scalar(select(Developer).where(Developer.name == name))
+    if developer is None:
+        return create_developer(session, name)
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    developer.key_hash = hash_key(key)
+    return developer, key

@@ -32,6 +32,9 @@ class SubmissionRequest(BaseModel):
     generation_params: GenerationParams = Field(default_factory=GenerationParams)
     formatter: PromptFormatter = Field(default_factory=PromptFormatter)
     model_name: str | None = Field(default=None, max_length=200)
+    # Chai's client may send its reward-model fields; there is no reward stage here, so they are ignored.
+    reward_repo: str | None = Field(default=None, max_length=200, description="Accepted and ignored.")
+    reward_formatter: dict | None = Field(default=None, description="Accepted and ignored.")
 
     @field_validator("model_repo")
     @classmethod
@@ -208,12 +211,26 @@ class StageRow:
     succeeded: bool | None
 
 
+def attempt_started_at(submission: Submission) -> datetime:
+    """When the current trip through the pipeline began: the last `pending` (a redeploy starts a new one)."""
+    pending = [e.at for e in submission.events if e.status == Status.PENDING]
+    return max(pending, default=submission.created_at)
+
+
+def time_to_deployed_s(submission: Submission) -> float | None:
+    """Seconds from the current attempt's start to `deployed`, if it got there."""
+    started = attempt_started_at(submission)
+    deployed = [e.at for e in submission.events if e.status == Status.DEPLOYED and e.at >= started]
+    return (min(deployed) - started).total_seconds() if deployed else None
+
+
 def stage_waterfall(submission: Submission) -> list[StageRow]:
-    """The submission's stages as a waterfall (start offset and duration), in pipeline order."""
+    """The current attempt's stages as a waterfall (start offset and duration), in pipeline order."""
+    started = attempt_started_at(submission)
     rows = []
     for timing in sorted(submission.stages, key=lambda t: t.started_at):
         duration = (timing.finished_at - timing.started_at).total_seconds() if timing.finished_at else None
-        offset = (timing.started_at - submission.created_at).total_seconds()
+        offset = (timing.started_at - started).total_seconds()
         rows.append(
             StageRow(timing.stage, round(offset, 3), duration and round(duration, 3), timing.succeeded)
         )

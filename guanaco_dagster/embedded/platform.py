@@ -12,12 +12,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from guanaco_dagster.deployment.local_process import LocalProcessDeployer
 from guanaco_dagster.domain.lifecycle import Status
 from guanaco_dagster.embedded.ports import port_open, wait_until
+from guanaco_dagster.embedded.processes import die_with_parent, exit_on_sigterm, stop_process_group
 from guanaco_dagster.embedded.s3_server import SeaweedS3Server
 from guanaco_dagster.pipeline.s3_client import ensure_bucket
 from guanaco_dagster.settings import Settings, settings_env
@@ -29,26 +31,16 @@ WORKSPACE = REPO_ROOT / "workspace.yaml"
 LOCAL_DAGSTER_YAML = REPO_ROOT / "dagster.yaml"
 
 
-def _reset_signals() -> None:
-    # A launcher started in the background ignores SIGINT; children must not inherit that (FIELD-NOTES).
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def prepare_dagster_storage(dagster_home: Path) -> None:
+    """Create the instance's SQLite storage now: the daemon and webserver racing to create it crash one."""
+    from dagster import DagsterInstance
 
-
-def stop_process_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM the child's process group, then SIGKILL whatever is left after `grace_s`."""
-    if process.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    instance = DagsterInstance.from_config(str(dagster_home))
+    try:
+        instance.upgrade(print_fn=lambda _message: None)
+        instance.all_instigator_state()
+    finally:
+        instance.dispose()
 
 
 @dataclass
@@ -62,6 +54,7 @@ class EmbeddedPlatform:
     env: dict[str, str] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict)
     _s3: SeaweedS3Server | None = None
+    _previous_sigterm: object = None
 
     @property
     def dagster_home(self) -> Path:
@@ -85,6 +78,9 @@ class EmbeddedPlatform:
         return self.env["GUANACO_BETA_SERVICE_TOKEN"]
 
     def __enter__(self) -> EmbeddedPlatform:
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.getsignal(signal.SIGTERM)
+            exit_on_sigterm()
         try:
             self.start()
         except BaseException:
@@ -94,6 +90,8 @@ class EmbeddedPlatform:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def start(self) -> None:
         """Start the S3 cache (unless one is configured) and Dagster; return when they answer."""
@@ -109,6 +107,7 @@ class EmbeddedPlatform:
             s3_endpoint = self._s3.endpoint_url
         ensure_bucket(s3_endpoint, settings.s3_access_key_id, secret, settings.s3_bucket, settings.s3_region)
         shutil.copyfile(LOCAL_DAGSTER_YAML, self.dagster_home / "dagster.yaml")
+        prepare_dagster_storage(self.dagster_home)
         self.env = {
             **os.environ,
             **settings_env(settings),
@@ -159,14 +158,14 @@ class EmbeddedPlatform:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_reset_signals,
+            preexec_fn=die_with_parent,
         )
 
     def _check_alive(self, name: str) -> bool:
         process = self._children[name]
         if process.poll() is not None:
             tail = (self.logs_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"Dagster {name} exited with code {process.returncode}:\n{tail}")
+            raise RuntimeError(f"the platform's {name} exited with code {process.returncode}:\n{tail}")
         return False
 
     def check_health(self) -> None:

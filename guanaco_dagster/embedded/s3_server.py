@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import importlib.metadata
 import os
 import random
@@ -25,12 +24,12 @@ from types import TracebackType
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from guanaco_dagster.embedded.processes import die_with_parent
 from guanaco_dagster.pipeline.s3_client import ensure_bucket, make_s3_client
 
 __all__ = ["SeaweedS3Server", "S3ServerError", "ensure_bucket", "find_weed_binary"]
 
 LOG_FILENAME = "weed.log"
-_PR_SET_PDEATHSIG = 1
 GRPC_PORT_OFFSET = 10000
 
 
@@ -80,12 +79,6 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask the kernel to SIGTERM us when the parent goes away."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -172,7 +165,7 @@ class SeaweedS3Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         atexit.register(self.stop)
         try:

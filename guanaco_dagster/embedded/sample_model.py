@@ -84,7 +84,7 @@ def build_tiny_llama(out_dir: Path, spec: TinyModelSpec = TinyModelSpec()) -> Pa
 
 
 def train_on_corpus(model: object, tokenizer_dir: Path, steps: int, seed: int, window: int = 48) -> float:
-    """Fit the model to the bundled corpus for `steps` steps of next-token prediction; return the last loss."""
+    """Fit the model to the bundled corpus for `steps` next-token steps; return the last loss."""
     import torch
     from transformers import PreTrainedTokenizerFast
 

@@ -8,7 +8,12 @@ from guanaco_dagster.domain.conversations import generate_reply, model_target
 from guanaco_dagster.domain.formatter import ChatTurn
 from guanaco_dagster.domain.lifecycle import Status
 from guanaco_dagster.domain.lifecycle_requests import Action, request_action
-from guanaco_dagster.domain.submissions import SubmissionNotFound, create_submission, get_submission
+from guanaco_dagster.domain.submissions import (
+    SubmissionNotFound,
+    create_submission,
+    get_submission,
+    time_to_deployed_s,
+)
 from guanaco_dagster.service.dependencies import DeveloperDep, SessionDep
 from guanaco_dagster.service.schemas import (
     ChatRequest,
@@ -49,7 +54,6 @@ def list_submissions(session: SessionDep, developer: DeveloperDep) -> dict[str, 
 
 def submission_info(submission: Submission) -> SubmissionInfo:
     """A submission with its stage timings and log, as `GET /models/{id}` shows it."""
-    deployed_at = next((e.at for e in submission.events if e.status == Status.DEPLOYED), None)
     return SubmissionInfo(
         submission_id=submission.id,
         model_repo=submission.model_repo,
@@ -79,7 +83,7 @@ def submission_info(submission: Submission) -> SubmissionInfo:
             )
             for e in submission.events
         ],
-        time_to_deployed_s=(deployed_at - submission.created_at).total_seconds() if deployed_at else None,
+        time_to_deployed_s=time_to_deployed_s(submission),
     )
 
 
