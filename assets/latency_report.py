@@ -62,9 +62,15 @@ def latency_report(
         with store.store.session() as session:
             transition(session, submission_id, Status.DEPLOYED, message="stress test within SLO")
     else:
-        deployer.get_deployer().teardown(submission_id)
+        server = deployer.get_deployer()
+        # A server that no longer answers its health check crashed or hung: say so, not just the numbers.
+        gone = server.get(submission_id) is None
+        server.teardown(submission_id)
+        reason = f"latency SLO not met: {verdict.reason()}"
+        if gone:
+            reason += "; the model server stopped answering during the test (crashed or hung): check its logs"
         with store.store.session() as session:
-            mark_failed(session, submission_id, f"latency SLO not met: {verdict.reason()}")
+            mark_failed(session, submission_id, reason)
     slo = pipeline.slo
     return MaterializeResult(
         metadata={

@@ -29,6 +29,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             endpoint=settings.hf_endpoint,
             token=_secret("GUANACO_HF_TOKEN", hf_token) if hf_token else None,
             attempts=settings.hub_retries,
+            timeout_s=settings.hub_timeout_s,
         ),
         "s3_cache": S3CacheResource(
             s3=S3Resource(
@@ -59,6 +60,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             stress_concurrency=settings.stress_concurrency,
             stress_requests=settings.stress_requests,
             stress_max_tokens=settings.stress_max_tokens,
+            stress_timeout_s=settings.stress_timeout_s,
             slo_latency_p95_s=settings.slo_latency_p95_s,
             slo_ttft_p95_s=settings.slo_ttft_p95_s,
             slo_max_error_rate=settings.slo_max_error_rate,

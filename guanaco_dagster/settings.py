@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     hf_endpoint: str | None = None
     hf_token: SecretStr | None = None
     hub_retries: int = 4
+    hub_timeout_s: float = 30.0
 
     # Sanity limits on submitted weights.
     max_parameters: int = 15_000_000_000
@@ -52,14 +53,13 @@ class Settings(BaseSettings):
     stress_concurrency: int = 8
     stress_requests: int = 32
     stress_max_tokens: int = 32
+    stress_timeout_s: float = 60.0
     slo_latency_p95_s: float = 10.0
     slo_ttft_p95_s: float = 5.0
     slo_max_error_rate: float = 0.0
 
     # Beta routing: how much feedback a model should collect before it stops being favoured.
     feedback_target: int = 100
-
-    sensor_interval_s: int = 1
 
     # The HTTP service (`guanaco serve`).
     service_host: str = "127.0.0.1"

@@ -13,6 +13,7 @@ class HubResource(ConfigurableResource):
     endpoint: str | None = None
     token: str | None = None
     attempts: int = 4
+    timeout_s: float = 30.0
 
     def download(self, repo_id: str, revision: str, dest: Path, max_weight_bytes: int) -> DownloadResult:
         return download_model(
@@ -23,4 +24,5 @@ class HubResource(ConfigurableResource):
             token=self.token,
             attempts=self.attempts,
             max_weight_bytes=max_weight_bytes,
+            timeout_s=self.timeout_s,
         )

@@ -16,6 +16,7 @@ class PipelineConfigResource(ConfigurableResource):
     stress_concurrency: int = 8
     stress_requests: int = 32
     stress_max_tokens: int = 32
+    stress_timeout_s: float = 60.0
     slo_latency_p95_s: float = 10.0
     slo_ttft_p95_s: float = 5.0
     slo_max_error_rate: float = 0.0
@@ -26,7 +27,9 @@ class PipelineConfigResource(ConfigurableResource):
 
     @property
     def stress(self) -> StressConfig:
-        return StressConfig(self.stress_concurrency, self.stress_requests, self.stress_max_tokens)
+        return StressConfig(
+            self.stress_concurrency, self.stress_requests, self.stress_max_tokens, self.stress_timeout_s
+        )
 
     @property
     def slo(self) -> Slo:

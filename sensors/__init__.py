@@ -4,9 +4,16 @@ from sensors.failure_sensor import pipeline_failure_sensor
 from sensors.feedback_sensor import feedback_sensor
 from sensors.jobs import feedback_summary_job, submission_pipeline_job
 from sensors.lifecycle import lifecycle_job, lifecycle_sensor
+from sensors.reconciler_sensor import reconciler_sensor
 from sensors.submission_sensor import submission_sensor
 
-ALL_SENSORS = [submission_sensor, feedback_sensor, pipeline_failure_sensor, lifecycle_sensor]
+ALL_SENSORS = [
+    submission_sensor,
+    feedback_sensor,
+    pipeline_failure_sensor,
+    lifecycle_sensor,
+    reconciler_sensor,
+]
 ALL_JOBS = [submission_pipeline_job, feedback_summary_job, lifecycle_job]
 
 __all__ = ["ALL_JOBS", "ALL_SENSORS", "feedback_summary_job", "submission_pipeline_job"]

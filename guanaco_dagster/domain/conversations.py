@@ -163,6 +163,9 @@ def leave_feedback(
             return existing, False
     conversation = _conversation(session, conversation_id)
     if conversation.feedback is not None:
+        # The twin of a retried post may have committed since the key was checked: acknowledge, not refuse.
+        if idempotency_key and conversation.feedback.idempotency_key == idempotency_key:
+            return conversation.feedback, False
         raise ConversationError(f"conversation '{conversation_id}' already has feedback")
     feedback = Feedback(
         conversation_id=conversation_id,

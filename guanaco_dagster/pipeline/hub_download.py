@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+import httpx2
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -52,7 +54,9 @@ def _is_transient(error: BaseException) -> bool:
         response = getattr(error, "response", None)
         status = getattr(response, "status_code", None)
         return status is None or status >= 500 or status == 429
-    return isinstance(error, (OSError, TimeoutError))
+    # huggingface_hub 2.x speaks httpx2: refused, reset or dropped connections and timeouts surface as its
+    # TransportError, which is not an OSError.
+    return isinstance(error, (OSError, TimeoutError, httpx2.TransportError, httpx.TransportError))
 
 
 def _explain(error: BaseException, repo_id: str, revision: str) -> HubDownloadError:
@@ -85,6 +89,7 @@ def download_model(
     token: str | None = None,
     attempts: int = 4,
     max_weight_bytes: int | None = None,
+    timeout_s: float = 30.0,
 ) -> DownloadResult:
     """Resolve `revision` to a commit, vet the file listing, and download the allowed files into `dest`."""
     started = time.monotonic()
@@ -96,7 +101,8 @@ def download_model(
     )
     api = HfApi(endpoint=endpoint, token=token)
     try:
-        info = retrying(api.model_info)(repo_id, revision=revision, files_metadata=True)
+        # Without a timeout a Hub that stops answering would hang the run forever.
+        info = retrying(api.model_info)(repo_id, revision=revision, files_metadata=True, timeout=timeout_s)
         listing = {s.rfilename: (s.size or 0) for s in info.siblings or []}
         check_repo_listing(listing, max_weight_bytes=max_weight_bytes)
         # Download at the resolved sha so a branch moving mid-download cannot mix two commits.
@@ -108,6 +114,7 @@ def download_model(
             endpoint=endpoint,
             token=token,
             max_workers=4,
+            etag_timeout=timeout_s,
         )
     except WeightCheckError:
         raise

@@ -69,6 +69,7 @@ def upload_artifact(client, bucket: str, artifact_dir: Path, digest: str) -> Cac
     try:
         if _object_size(client, bucket, prefix + WEIGHTS_FILENAME) == weights_path.stat().st_size:
             return CachedArtifact(uri, bucket, prefix, 0, total, True, time.monotonic() - started)
+        abort_stale_multipart_uploads(client, bucket, prefix)
         written: list[str] = []
         try:
             for path in files:
@@ -88,6 +89,20 @@ def upload_artifact(client, bucket: str, artifact_dir: Path, digest: str) -> Cac
     except (BotoCoreError, ClientError) as error:
         raise S3CacheError(f"upload to s3://{bucket}/{prefix} failed: {error}") from error
     return CachedArtifact(uri, bucket, prefix, total, total, False, time.monotonic() - started)
+
+
+def abort_stale_multipart_uploads(client, bucket: str, prefix: str) -> int:  # noqa: ANN001
+    """Abort unfinished multipart uploads under `prefix` (left by a run cut off mid-upload); return how many.
+
+    A concurrent upload of the identical artifact would be aborted too and retried by its run; a bucket
+    lifecycle rule that expires incomplete uploads is the production backstop.
+    """
+    aborted = 0
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted += 1
+    return aborted
 
 
 def delete_artifact(client, bucket: str, digest: str) -> int:  # noqa: ANN001

@@ -14,6 +14,16 @@ PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tokenizer_config.json")
 
 
+def human_bytes(num_bytes: int) -> str:
+    """Bytes in the largest binary unit that keeps a readable number (e.g. '40.0 GiB', '512 B')."""
+    value = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
 class WeightCheckError(ValueError):
     """The submission's files are unusable or unsafe; the message says how to fix them."""
 
@@ -58,7 +68,7 @@ def check_repo_listing(listing: dict[str, int], *, max_weight_bytes: int | None 
     total = sum(listing[name] for name in safetensors)
     if max_weight_bytes is not None and total > max_weight_bytes:
         raise WeightCheckError(
-            f"weights are {total / 1e9:.2f} GB, over the {max_weight_bytes / 1e9:.2f} GB limit: "
+            f"weights are {human_bytes(total)}, over the {human_bytes(max_weight_bytes)} limit: "
             "submit a smaller or quantized model."
         )
 
@@ -163,7 +173,10 @@ def _check_tokenizer(model_dir: Path) -> tuple[str, int]:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
         ids = tokenizer("Hello, how are you?")["input_ids"]
     except Exception as error:  # noqa: BLE001 - any failure means vLLM would fail too
-        raise WeightCheckError(f"the tokenizer does not load: {error}") from error
+        raise WeightCheckError(
+            f"the tokenizer does not load ({error}): check that tokenizer.json and tokenizer_config.json "
+            "load with `AutoTokenizer.from_pretrained(dir)` locally, then push them again."
+        ) from error
     if not ids:
         raise WeightCheckError("the tokenizer turns text into no tokens: check tokenizer.json.")
     return type(tokenizer).__name__, len(tokenizer)
@@ -182,7 +195,8 @@ def check_model_dir(model_dir: Path, *, max_parameters: int, max_weight_bytes: i
         )
     if weight_bytes > max_weight_bytes:
         raise WeightCheckError(
-            f"weights are {weight_bytes / 1e9:.2f} GB, over the {max_weight_bytes / 1e9:.2f} GB limit."
+            f"weights are {human_bytes(weight_bytes)}, over the {human_bytes(max_weight_bytes)} limit: "
+            "submit a smaller or quantized model."
         )
     tokenizer_class, tokenizer_vocab = _check_tokenizer(model_dir)
     config_vocab = int(config.get("vocab_size") or 0)
