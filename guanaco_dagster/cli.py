@@ -646,7 +646,6 @@ def up(
     service_port: Annotated[int, typer.Option(help="Guanaco service port.")] = 8080,
 ) -> None:
     """Run the whole platform here (S3 cache, Dagster daemon and Dagit, the service) until Ctrl-C."""
-    import os
     import time
 
     from guanaco_dagster.embedded.platform import EmbeddedPlatform
@@ -658,9 +657,7 @@ def up(
     with console.status("starting the S3 cache, Dagster and the Guanaco service…"):
         platform.__enter__()  # also turns SIGTERM into a clean exit
     try:
-        token_path = settings.home / "beta-service-token"
-        token_path.write_text(platform.beta_token)
-        os.chmod(token_path, 0o600)
+        token_path = platform.beta_token_path
         console.print(
             f"[green]Guanaco is up[/]  service: {platform.service_url}  Dagit: {platform.webserver_url}\n"
             f"home: {escape(str(settings.home))}  beta service token: {escape(str(token_path))}\n"

@@ -46,7 +46,7 @@ from resources import PipelineConfigResource, S3CacheResource
 from sensors.jobs import submission_pipeline_job
 from sensors.reconciler_sensor import has_pipeline_run_in_flight, reconciler_sensor
 from tests.fixtures.store import POSTGRES_ADMIN_DSN
-from tests.support.pipeline import InProcessPipeline, model_object_keys
+from tests.support.pipeline import InProcessPipeline, edit_config, model_object_keys, model_variant
 
 # ---------------------------------------------------------------------------------------------------------
 # The Hugging Face Hub
@@ -211,14 +211,18 @@ def _multipart_uploads(s3_server, prefix: str) -> list[dict]:
 
 
 def test_s3_outage_during_upload_is_retried_then_fails_the_submission_leaving_nothing(
-    hub_server, s3_server, tmp_path
+    hub_server, s3_server, tiny_model_dir, tmp_path
 ):
     global _OUTAGE
     pipeline = InProcessPipeline.create(tmp_path / "home", hub_server, s3_server)
     pipeline.resources["s3_cache"] = S3CacheWithOutage(
         s3=pipeline.resources["s3_cache"].s3, bucket=s3_server.bucket
     )
-    submission_id = pipeline.submit(hub_server.repo_id)
+    # An artifact no other test has cached (the cache is content-addressed, so the tiny model may be).
+    unique = model_variant(tiny_model_dir, tmp_path, "unique")
+    edit_config(unique, guanaco_test_nonce=uuid.uuid4().hex)
+    hub_server.publish("guanaco-tests/s3-outage", unique)
+    submission_id = pipeline.submit("guanaco-tests/s3-outage")
     assert pipeline.run(submission_id, selection=[raw_weights, tensorized_artifact]).success
     objects_before = model_object_keys(s3_server)
     # The first file reaches S3, then the network goes: every later upload fails.

@@ -122,6 +122,7 @@ class EmbeddedPlatform:
             self.env["GUANACO_HF_ENDPOINT"] = self.hf_endpoint
         if settings.beta_service_token is None:
             self.env["GUANACO_BETA_SERVICE_TOKEN"] = secrets.token_urlsafe(24)
+        self._write_beta_token()
         bin_dir = Path(sys.executable).parent
         self._spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)])
         if self.webserver_port:
@@ -147,6 +148,17 @@ class EmbeddedPlatform:
                     timeout_s=120,
                     what=f"{name} on port {port}",
                 )
+
+    @property
+    def beta_token_path(self) -> Path:
+        """Where the beta service token is kept for the app's bot-response service (mode 0600)."""
+        return self.settings.home / "beta-service-token"
+
+    def _write_beta_token(self) -> None:
+        path = self.beta_token_path
+        path.touch(mode=0o600, exist_ok=True)
+        os.chmod(path, 0o600)
+        path.write_text(self.beta_token)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.logs_dir / f"{name}.log").open("ab")
