@@ -629,6 +629,7 @@ def test_up_runs_the_platform_until_stopped_and_leaves_nothing_behind(tmp_path, 
     service_port, dagit_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUANACO_")}
     env["GUANACO_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "guanaco"),
@@ -641,15 +642,20 @@ def test_up_runs_the_platform_until_stopped_and_leaves_nothing_behind(tmp_path, 
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
     try:
 
-        def listening() -> bool:
+        def announced() -> bool:
             if process.poll() is not None:
-                raise AssertionError(f"guanaco up exited early:\n{process.stdout.read().decode()}")
-            return port_open("127.0.0.1", service_port) and port_open("127.0.0.1", dagit_port)
+                raise AssertionError(f"guanaco up exited early:\n{''.join(lines)}")
+            return any("Guanaco is up" in line for line in lines)
 
-        wait_until(listening, timeout_s=180, what="guanaco up")
+        wait_until(announced, timeout_s=180, what="guanaco up")
+        assert port_open("127.0.0.1", dagit_port)
         assert httpx.get(f"http://127.0.0.1:{service_port}/health", timeout=10).json() == {"status": "ok"}
         token = home / "beta-service-token"
         assert token.stat().st_mode & 0o777 == 0o600
@@ -657,9 +663,10 @@ def test_up_runs_the_platform_until_stopped_and_leaves_nothing_behind(tmp_path, 
         assert len(started) > 3  # S3, daemon, webserver, service (and their children)
     finally:
         process.send_signal(stop_signal)
-        output = process.communicate(timeout=120)[0].decode()
+        process.wait(timeout=120)
+        reader.join(timeout=10)
+    output = "".join(lines)
     assert process.returncode in (0, 128 + signal.SIGTERM), output
-    assert "Guanaco is up" in output
     # Grandchildren (Dagster's code servers) may take a moment to notice; a leak would stay.
     with contextlib.suppress(TimeoutError):
         wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in started), timeout_s=15)

@@ -6,6 +6,8 @@ groups; inference servers watch this process and exit when it is gone.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
 import shutil
@@ -37,7 +39,9 @@ def prepare_dagster_storage(dagster_home: Path) -> None:
 
     instance = DagsterInstance.from_config(str(dagster_home))
     try:
-        instance.upgrade(print_fn=lambda _message: None)
+        # Its storage upgrade prints progress lines of its own; they mean nothing to a user here.
+        with contextlib.redirect_stdout(io.StringIO()):
+            instance.upgrade(print_fn=lambda _message: None)
         instance.all_instigator_state()
     finally:
         instance.dispose()
