@@ -32,5 +32,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+bench: install
+	$(BIN)/python -m benchmarks.run_all
+
 clean:
 	rm -rf .guanaco .pytest_cache

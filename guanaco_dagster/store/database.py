@@ -40,7 +40,9 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # The service runs sync routes on up to 40 threads; a pool smaller than that deadlocks under load
+    # (every thread waiting for a connection that only a thread can give back): 10 + 40 overflow.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40, pool_timeout=30)
 
 
 def migrate(url: str) -> None:
