@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.common import WORK_ROOT, step
 from guanaco_dagster.embedded.sample_model import TinyModelSpec, build_tiny_llama
+from guanaco_dagster.pipeline.s3_client import S3Bucket
 
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -136,30 +137,8 @@ def hub_serving(models: list[SampleModel]) -> Iterator[Any]:
         yield server
 
 
-@dataclass(frozen=True)
-class S3Cache:
-    """A running S3 server with credentials and one bucket."""
-
-    endpoint_url: str
-    access_key: str
-    secret_key: str
-    bucket: str
-    region: str = "us-east-1"
-
-    def client(self) -> Any:
-        from guanaco_dagster.pipeline.s3_client import make_s3_client
-
-        return make_s3_client(self.endpoint_url, self.access_key, self.secret_key, self.region)
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The AWS_* variables tensorizer and boto3 read."""
-        return {
-            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": self.region,
-        }
+# A running S3 server with credentials and one bucket.
+S3Cache = S3Bucket
 
 
 @contextmanager
@@ -205,34 +184,18 @@ def tensorize_and_upload(model: SampleModel, s3: S3Cache) -> CachedModel:
 
 # PostgreSQL -----------------------------------------------------------------------------------------
 
-POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
 
 @contextmanager
 def temporary_postgres_database(prefix: str = "guanaco_bench") -> Iterator[str]:
-    """A fresh database on the local PostgreSQL server (127.0.0.1:5432, user postgres), dropped afterwards."""
-    import psycopg2
+    """A throwaway database for a benchmark; exits with a clear message when PostgreSQL is not running."""
+    from guanaco_dagster.embedded.scratch_postgres import PostgresUnavailable
+    from guanaco_dagster.embedded.scratch_postgres import temporary_postgres_database as scratch
 
-    from guanaco_dagster.store.database import engine_for
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
-        admin = psycopg2.connect(POSTGRES_ADMIN_DSN)
-    except psycopg2.OperationalError as error:
-        raise SystemExit(
-            f"this benchmark needs PostgreSQL at 127.0.0.1:5432 (user postgres): {error}"
-        ) from error
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    try:
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        with scratch(prefix) as url:
+            yield url
+    except PostgresUnavailable as error:
+        raise SystemExit(f"this benchmark needs PostgreSQL: {error}") from error
 
 
 # The embedded platform ------------------------------------------------------------------------------

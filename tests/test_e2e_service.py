@@ -13,9 +13,9 @@ from guanaco_dagster.domain.developers import create_developer
 from guanaco_dagster.domain.lifecycle import HAPPY_PATH
 from guanaco_dagster.embedded.platform import EmbeddedPlatform
 from guanaco_dagster.embedded.ports import free_port
+from guanaco_dagster.embedded.scratch_postgres import temporary_postgres_database
 from guanaco_dagster.store.database import Store
 from tests.fixtures.platform import embedded_settings
-from tests.fixtures.store import temporary_postgres_database
 from tests.support.chai_client import ChaiClientReplay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm, pytest.mark.postgres]

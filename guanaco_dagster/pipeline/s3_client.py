@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -49,3 +50,28 @@ def ensure_bucket(
             return False
         raise
     return True
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """An S3 endpoint, its credentials and one bucket: what a process needs to reach the artifact cache."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    bucket: str
+    region: str = "us-east-1"
+
+    def client(self) -> Any:
+        """A boto3 S3 client with these credentials."""
+        return make_s3_client(self.endpoint_url, self.access_key, self.secret_key, self.region)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """AWS_* variables pointing a process (tensorizer, boto3, `inference.serve`) at this server."""
+        return {
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
