@@ -38,6 +38,7 @@ from guanaco_dagster.domain.submissions import (
     transition,
 )
 from guanaco_dagster.embedded.ports import wait_until
+from guanaco_dagster.embedded.scratch_postgres import ADMIN_DSN as POSTGRES_ADMIN_DSN
 from guanaco_dagster.pipeline.s3_cache import S3CacheError, artifact_prefix, upload_artifact
 from guanaco_dagster.pipeline.stress import StressConfig
 from guanaco_dagster.store.models import utcnow
@@ -45,7 +46,6 @@ from inference.artifact import WEIGHTS_FILENAME
 from resources import PipelineConfigResource, S3CacheResource
 from sensors.jobs import submission_pipeline_job
 from sensors.reconciler_sensor import has_pipeline_run_in_flight, reconciler_sensor
-from tests.fixtures.store import POSTGRES_ADMIN_DSN
 from tests.support.pipeline import InProcessPipeline, edit_config, model_object_keys, model_variant
 
 # ---------------------------------------------------------------------------------------------------------

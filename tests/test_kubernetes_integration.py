@@ -227,8 +227,7 @@ def make_deployer(namespace: str, **overrides: Any) -> KubernetesDeployer:
         kubeconfig=KUBECONFIG,
         in_cluster=False,
         image="registry.invalid/guanaco-inference:integration",
-        startup_deadline_s=30,
-        **overrides,
+        **{"startup_deadline_s": 30, **overrides},
     )
     return KubernetesDeployer(settings)
 
