@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from dagster import AssetExecutionContext, Failure, MetadataValue
 
 from guanaco_dagster.domain.lifecycle import Status
-from guanaco_dagster.domain.submissions import describe_error, run_stage
+from guanaco_dagster.domain.submissions import run_stage, stage_failure_reason
 from guanaco_dagster.store.database import Store
 
 
@@ -24,7 +24,7 @@ def submission_stage(context: AssetExecutionContext, store: Store, stage: Status
     except Failure:
         raise
     except Exception as error:
-        reason = f"{stage}: {describe_error(error)}"
+        reason = stage_failure_reason(stage, error)
         context.log.error(reason)
         raise Failure(
             description=reason,

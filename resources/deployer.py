@@ -3,10 +3,11 @@
 from pathlib import Path
 from typing import Literal
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 from guanaco_dagster.deployment.base import Deployer
 from guanaco_dagster.deployment.local_process import LocalProcessDeployer
+from guanaco_dagster.settings import Settings
 
 
 class DeployerResource(ConfigurableResource):
@@ -23,6 +24,23 @@ class DeployerResource(ConfigurableResource):
     max_model_len: int = 2048
     startup_timeout_s: float = 300.0
     platform_pid: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, s3_secret: "str | EnvVar | None" = None) -> "DeployerResource":
+        """The resource for `settings`; `s3_secret` overrides the secret (e.g. an EnvVar for Dagit)."""
+        return cls(
+            kind=settings.deployer,
+            state_dir=str(settings.servers_dir),
+            s3_endpoint_url=settings.s3_endpoint,
+            s3_access_key_id=settings.s3_access_key_id,
+            s3_secret_access_key=s3_secret or settings.s3_secret_access_key.get_secret_value(),
+            s3_region=settings.s3_region,
+            dtype=settings.vllm_dtype,
+            kv_cache_gib=settings.vllm_kv_cache_gib,
+            max_model_len=settings.vllm_max_model_len,
+            startup_timeout_s=settings.server_startup_timeout_s,
+            platform_pid=settings.platform_pid,
+        )
 
     def get_deployer(self) -> Deployer:
         """The configured deployer: local child processes, or Deployments on Kubernetes."""

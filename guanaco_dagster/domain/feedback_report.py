@@ -33,7 +33,8 @@ def anonymised_conversation(conversation: Conversation, feedback: Feedback | Non
     }
 
 
-def _feedback_with_conversations(session: Session, submission_id: str) -> list[Feedback]:
+def feedback_with_conversations(session: Session, submission_id: str) -> list[Feedback]:
+    """A submission's feedback, oldest first, with each conversation and its messages loaded."""
     return list(
         session.scalars(
             select(Feedback)
@@ -46,7 +47,7 @@ def _feedback_with_conversations(session: Session, submission_id: str) -> list[F
 
 def build_feedback_report(session: Session, submission_id: str) -> dict[str, object]:
     """Summary statistics and the newest few anonymised conversations of one submission."""
-    feedback = _feedback_with_conversations(session, submission_id)
+    feedback = feedback_with_conversations(session, submission_id)
     items = [
         FeedbackItem(
             conversation_id=f.conversation_id,

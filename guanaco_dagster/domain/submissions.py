@@ -150,10 +150,15 @@ def run_stage(store: Store, submission_id: str, stage: Status) -> Iterator[None]
     except BaseException as error:
         with store.session() as session:
             finish_stage(session, submission_id, stage, succeeded=False)
-            mark_failed(session, submission_id, f"{stage}: {describe_error(error)}")
+            mark_failed(session, submission_id, stage_failure_reason(stage, error))
         raise
     with store.session() as session:
         finish_stage(session, submission_id, stage, succeeded=True)
+
+
+def stage_failure_reason(stage: Status, error: BaseException) -> str:
+    """The reason a developer sees when `stage` failed with `error`."""
+    return f"{stage}: {describe_error(error)}"
 
 
 def describe_error(error: BaseException) -> str:

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guanaco_dagster.deployment.local_process import LocalProcessDeployer
+from guanaco_dagster.deployment.base import Deployer
 from guanaco_dagster.domain.lifecycle import Status
 from guanaco_dagster.embedded.ports import port_open, wait_until
 from guanaco_dagster.embedded.processes import die_with_parent, exit_on_sigterm, stop_process_group
@@ -27,6 +27,7 @@ from guanaco_dagster.pipeline.s3_client import ensure_bucket
 from guanaco_dagster.settings import Settings, settings_env
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import Submission, SubmissionEvent
+from resources.deployer import DeployerResource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = REPO_ROOT / "workspace.yaml"
@@ -189,17 +190,16 @@ class EmbeddedPlatform:
         for name in self._children:
             self._check_alive(name)
 
-    def deployer(self) -> LocalProcessDeployer:
-        """The local deployer with the platform's configuration (for teardown and inspection)."""
-        settings = self.settings
-        return LocalProcessDeployer(
-            state_dir=settings.servers_dir,
-            s3_endpoint_url=self.env.get("GUANACO_S3_ENDPOINT", settings.s3_endpoint or ""),
-            s3_access_key=settings.s3_access_key_id,
-            s3_secret_key=settings.s3_secret_access_key.get_secret_value(),
-            s3_region=settings.s3_region,
-            platform_pid=os.getpid(),
+    def deployer(self) -> Deployer:
+        """The local deployer as the platform's Dagster runs configure it (for teardown and inspection)."""
+        embedded = self.settings.model_copy(
+            update={
+                "deployer": "local",
+                "s3_endpoint": self.env.get("GUANACO_S3_ENDPOINT", self.settings.s3_endpoint),
+                "platform_pid": os.getpid(),
+            }
         )
+        return DeployerResource.from_settings(embedded).get_deployer()
 
     def stop(self) -> None:
         """Stop Dagster, every inference server and the S3 cache; deployed models become `inactive`."""

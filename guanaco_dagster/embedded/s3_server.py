@@ -8,12 +8,10 @@ so it never outlives the process that started it.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib.metadata
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from types import TracebackType
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from guanaco_dagster.embedded.processes import die_with_parent
+from guanaco_dagster.embedded.processes import die_with_parent, stop_process_group
 from guanaco_dagster.pipeline.s3_client import ensure_bucket, make_s3_client
 
 __all__ = ["SeaweedS3Server", "S3ServerError", "ensure_bucket", "find_weed_binary"]
@@ -203,14 +201,7 @@ class SeaweedS3Server:
         if process is None:
             return
         atexit.unregister(self.stop)
-        pgid = process.pid  # start_new_session: the group id is the leader's pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=self.stop_timeout_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        process.wait()
+        stop_process_group(process, grace_s=self.stop_timeout_s)
         for port in self.ports.values():
             for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 path.unlink(missing_ok=True)

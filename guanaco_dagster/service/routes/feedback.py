@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
-from guanaco_dagster.domain.anonymise import mask_pii, pseudonymise
+from guanaco_dagster.domain.feedback_report import anonymised_conversation, feedback_with_conversations
 from guanaco_dagster.domain.leaderboard import LeaderboardRow, build_leaderboard
 from guanaco_dagster.service.dependencies import DeveloperDep, SessionDep
 from guanaco_dagster.service.routes.models import owned_submission
@@ -18,7 +16,7 @@ from guanaco_dagster.service.schemas import (
     FeedbackResponse,
     FeedbackSender,
 )
-from guanaco_dagster.store.models import Conversation, Feedback, FeedbackSummaryRow
+from guanaco_dagster.store.models import Conversation, FeedbackSummaryRow
 
 router = APIRouter(tags=["feedback"])
 
@@ -33,29 +31,23 @@ def chai_conversation_key(conversation: Conversation, user_pseudonym: str) -> st
 def feedback(submission_id: str, session: SessionDep, developer: DeveloperDep) -> FeedbackResponse:
     """Every conversation with feedback: users pseudonymised per submission, e-mails/phones/URLs masked."""
     submission = owned_submission(session, developer, submission_id)
-    rows = session.scalars(
-        select(Feedback)
-        .where(Feedback.submission_id == submission.id)
-        .options(selectinload(Feedback.conversation).selectinload(Conversation.messages))
-        .order_by(Feedback.id)
-    )
     conversations: dict[str, ConversationFeedback] = {}
     thumbs_up = thumbs_down = 0
-    for row in rows:
-        conversation = row.conversation
-        user = pseudonymise(conversation.user_id, salt=submission.id)
-        conversations[chai_conversation_key(conversation, user)] = ConversationFeedback(
+    for row in feedback_with_conversations(session, submission.id):
+        # The same anonymisation as the feedback summary: one place decides what developers see.
+        shown = anonymised_conversation(row.conversation, row)
+        conversations[chai_conversation_key(row.conversation, shown["user"])] = ConversationFeedback(
             messages=[
                 FeedbackMessage(
-                    content=mask_pii(m.content),
-                    sender=FeedbackSender(name=conversation.bot_name if m.sender == "bot" else user),
-                    sent_date=m.sent_at,
-                    deleted=m.deleted,
+                    content=m["content"],
+                    sender=FeedbackSender(name=m["sender"]),
+                    sent_date=m["sent_date"],
+                    deleted=m["deleted"],
                 )
-                for m in conversation.messages
+                for m in shown["messages"]
             ],
             thumbs_up=row.thumbs_up,
-            text=mask_pii(row.text),
+            text=shown["text"],
             model_name=submission.model_name,
             public=row.public,
         )
