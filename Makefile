@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	GUANACO_HOME=$(GUANACO_HOME) $(BIN)/python -m guanaco_dagster.demo $(DEMO_ARGS)
+	GUANACO_HOME=$(GUANACO_HOME) $(BIN)/python -m guanaco_dagster.testing.demo $(DEMO_ARGS)
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

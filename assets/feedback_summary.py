@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.latency_report import latency_report
 from assets.live_deployment import live_deployment
 from assets.partitions import submissions_partitions
-from guanaco_dagster.domain.feedback_report import build_feedback_report, save_feedback_report
+from guanaco_dagster.feedback.feedback_report import build_feedback_report, save_feedback_report
 from resources import StoreResource
 
 

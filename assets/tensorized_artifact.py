@@ -2,15 +2,16 @@
 
 import shutil
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, asset
 
+from assets.metadata import tensorize_metadata
 from assets.partitions import submissions_partitions
 from assets.raw_weights import raw_weights
-from assets.stage import megabytes_per_s, submission_stage
-from guanaco_dagster.domain.lifecycle import Status
-from guanaco_dagster.domain.submissions import get_submission
-from guanaco_dagster.pipeline.tensorize import artifact_digest, tensorize_model
+from assets.stage import submission_stage
+from guanaco_dagster.stages.tensorize import artifact_digest, tensorize_model
+from guanaco_dagster.submissions.lifecycle import Status
 from resources import PipelineConfigResource, StoreResource
+from resources.leftovers import leftovers_of
 
 
 @asset(
@@ -23,31 +24,10 @@ def tensorized_artifact(
     context: AssetExecutionContext, store: StoreResource, pipeline: PipelineConfigResource
 ) -> MaterializeResult:
     """Serialize the state dict with tensorizer and read it back once with hash verification."""
-    with submission_stage(context, store.store, Status.TENSORIZING) as submission_id:
-        staging = pipeline.submission_dir(submission_id)
-        out_dir = staging / "tensorized"
+    with submission_stage(context, store.store, Status.TENSORIZING, leftovers_of(pipeline=pipeline)) as stage:
+        out_dir = pipeline.staging.tensorized_dir(stage.submission_id)
         shutil.rmtree(out_dir, ignore_errors=True)
-        try:
-            artifact = tensorize_model(staging / "raw", out_dir)
-            digest = artifact_digest(out_dir)
-        except BaseException:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            raise
-        with store.store.session() as session:
-            get_submission(session, submission_id).artifact_sha256 = digest
-    return MaterializeResult(
-        metadata={
-            "artifact_sha256": digest,
-            "weights_sha256": artifact.sha256,
-            "weights_bytes": MetadataValue.int(artifact.weights_bytes),
-            "tensors": MetadataValue.int(artifact.tensor_count),
-            "serialize_s": MetadataValue.float(round(artifact.serialize_s, 3)),
-            "serialize_MB_per_s": MetadataValue.float(
-                megabytes_per_s(artifact.weights_bytes, artifact.serialize_s)
-            ),
-            "verify_s": MetadataValue.float(round(artifact.verify_s, 3)),
-            "hash_verified": True,
-            "files": MetadataValue.json(sorted(artifact.copied_files)),
-            "local_path": MetadataValue.path(str(artifact.weights_path)),
-        }
-    )
+        artifact = tensorize_model(pipeline.staging.raw_dir(stage.submission_id), out_dir)
+        digest = artifact_digest(out_dir)
+        stage.record(artifact_sha256=digest)
+    return MaterializeResult(metadata=tensorize_metadata(artifact, digest))

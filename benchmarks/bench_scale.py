@@ -73,9 +73,9 @@ def run_round(platform: Any, n: int, seed_base: int, timeout_s: float) -> dict[s
     """Submit n distinct tiny models at once; follow them all to a terminal status; retire each at once."""
     import psutil
 
-    from guanaco_dagster.domain.lifecycle import Status
-    from guanaco_dagster.domain.submissions import get_submission, transition
     from guanaco_dagster.store.database import Store
+    from guanaco_dagster.submissions.lifecycle import Status
+    from guanaco_dagster.submissions.submissions import get_submission, transition
 
     store = Store(platform.settings.resolved_database_url)
     models = [sample_model("tiny", seed=seed_base + i) for i in range(n)]
@@ -164,8 +164,8 @@ def _terminal_times(store: Any, submission_ids: list[str]) -> dict[str, Any]:
     """When each submission first became `deployed` or `failed` (from its event log)."""
     from sqlalchemy import select
 
-    from guanaco_dagster.domain.lifecycle import Status
     from guanaco_dagster.store.models import SubmissionEvent
+    from guanaco_dagster.submissions.lifecycle import Status
 
     ended: dict[str, Any] = {}
     with store.session() as session:

@@ -173,8 +173,13 @@ def bench_routing(
 
 def direct_prompt(endpoint_url: str, served_name: str) -> tuple[str, dict[str, Any]]:
     """The prompt the service builds for a fresh conversation's first message, and the sampling body."""
-    from guanaco_dagster.domain.formatter import ChatTurn, GenerationParams, PromptFormatter, format_prompt
-    from guanaco_dagster.domain.model_client import ModelClient
+    from guanaco_dagster.beta.model_client import ModelClient
+    from guanaco_dagster.submissions.formatter import (
+        ChatTurn,
+        GenerationParams,
+        PromptFormatter,
+        format_prompt,
+    )
 
     params = GenerationParams()
     with ModelClient(endpoint_url, served_name) as client:
@@ -380,10 +385,10 @@ def service_log_errors(log_path: Path) -> dict[str, int]:
 
 def run(full: bool) -> dict[str, Any]:
     """Deploy the tiny model on the platform with the service, then load each route."""
-    from guanaco_dagster.domain.lifecycle import Status
-    from guanaco_dagster.domain.submissions import get_submission
-    from guanaco_dagster.embedded.watch import wait_for_outcome, wait_for_summary
     from guanaco_dagster.store.database import Store
+    from guanaco_dagster.submissions.lifecycle import Status
+    from guanaco_dagster.submissions.submissions import get_submission
+    from guanaco_dagster.testing.watch import wait_for_outcome, wait_for_summary
 
     preset = FULL if full else QUICK
     model = sample_model("tiny")

@@ -33,7 +33,7 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.fixtures import s3_cache, sample_model, tensorize_and_upload
-from guanaco_dagster.pipeline.stress import STRESS_PROMPTS, StressConfig, run_stress_test
+from guanaco_dagster.stages.stress import STRESS_PROMPTS, StressConfig, run_stress_test
 
 NAME = "serving"
 BATCHES = (1, 16, 64)
@@ -153,10 +153,14 @@ def serve_batches(
     endpoint_url: str, served_name: str, batches: tuple[int, ...], max_tokens: int, full: bool
 ) -> list[BatchResult]:
     """`batch` concurrent streamed completions at a time against the vLLM server (the stress-test client)."""
-    run_stress_test(endpoint_url, served_name, StressConfig(concurrency=1, requests=1, max_tokens=4))  # warm
+    run_stress_test(
+        endpoint_url, served_name, StressConfig(stress_concurrency=1, stress_requests=1, stress_max_tokens=4)
+    )  # warm
     results = []
     for batch in batches:
-        config = StressConfig(concurrency=batch, requests=requests_for(batch, full), max_tokens=max_tokens)
+        config = StressConfig(
+            stress_concurrency=batch, stress_requests=requests_for(batch, full), stress_max_tokens=max_tokens
+        )
         report = run_stress_test(endpoint_url, served_name, config)
         results.append(
             BatchResult(

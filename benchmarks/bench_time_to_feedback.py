@@ -67,13 +67,13 @@ def measure_submission(
     """Submit `model`, follow it to its first feedback summary, and break the time down."""
     from sqlalchemy import select
 
-    from guanaco_dagster.domain.feedback_report import build_feedback_report
-    from guanaco_dagster.domain.lifecycle import Status
-    from guanaco_dagster.domain.submissions import transition
-    from guanaco_dagster.embedded.beta_users import simulate_user
-    from guanaco_dagster.embedded.watch import wait_for_outcome, wait_for_summary
+    from guanaco_dagster.feedback.feedback_report import build_feedback_report
     from guanaco_dagster.store.database import Store
     from guanaco_dagster.store.models import Feedback
+    from guanaco_dagster.submissions.lifecycle import Status
+    from guanaco_dagster.submissions.submissions import transition
+    from guanaco_dagster.testing.beta_users import simulate_user
+    from guanaco_dagster.testing.watch import wait_for_outcome, wait_for_summary
 
     store = Store(platform.settings.resolved_database_url)
     submission_id, submitted_at = submit(store, model.repo_id)

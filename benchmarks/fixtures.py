@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import WORK_ROOT, step
-from guanaco_dagster.embedded.sample_model import TinyModelSpec, build_tiny_llama
-from guanaco_dagster.pipeline.s3_client import S3Bucket
+from guanaco_dagster.stages.s3_client import S3Bucket
+from guanaco_dagster.testing.sample_model import TinyModelSpec, build_tiny_llama
 
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -112,7 +112,7 @@ def quiet_native_stdout() -> Iterator[None]:
 
 def count_parameters(safetensors_path: Path) -> int:
     """Parameters in a safetensors file, from its header."""
-    from guanaco_dagster.pipeline.weight_checks import read_safetensors_header
+    from guanaco_dagster.stages.weight_checks import read_safetensors_header
 
     total = 0
     for entry in read_safetensors_header(safetensors_path).values():
@@ -129,7 +129,7 @@ def count_parameters(safetensors_path: Path) -> int:
 @contextmanager
 def hub_serving(models: list[SampleModel]) -> Iterator[Any]:
     """A loopback Hub-protocol server with each model published at `main` under its `repo_id`."""
-    from guanaco_dagster.embedded.hub_server import HubServer, publish_repo
+    from guanaco_dagster.testing.hub_server import HubServer, publish_repo
 
     for model in models:
         publish_repo(HUB_ROOT, model.repo_id, model.path)
@@ -145,7 +145,7 @@ S3Cache = S3Bucket
 def s3_cache(data_dir: Path, bucket: str = "guanaco-bench") -> Iterator[S3Cache]:
     """SeaweedFS on loopback storing under `data_dir` (kept between runs, so uploads are reused)."""
     from guanaco_dagster.embedded.s3_server import SeaweedS3Server
-    from guanaco_dagster.pipeline.s3_client import ensure_bucket
+    from guanaco_dagster.stages.s3_client import ensure_bucket
 
     access_key, secret_key = "guanaco-bench", "guanaco-bench-secret"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -166,8 +166,8 @@ class CachedModel:
 
 def tensorize_and_upload(model: SampleModel, s3: S3Cache) -> CachedModel:
     """Tensorize the model once (cached beside it) and upload the artifact unless S3 already holds it."""
-    from guanaco_dagster.pipeline.s3_cache import upload_artifact
-    from guanaco_dagster.pipeline.tensorize import artifact_digest, tensorize_model
+    from guanaco_dagster.stages.s3_cache import upload_artifact
+    from guanaco_dagster.stages.tensorize import artifact_digest, tensorize_model
 
     artifact_dir = model.path.parent / f"{model.path.name}.tensorized"
     # Beside the folder, not in it: the digest covers every file of the artifact.
@@ -188,8 +188,8 @@ def tensorize_and_upload(model: SampleModel, s3: S3Cache) -> CachedModel:
 @contextmanager
 def temporary_postgres_database(prefix: str = "guanaco_bench") -> Iterator[str]:
     """A throwaway database for a benchmark; exits with a clear message when PostgreSQL is not running."""
-    from guanaco_dagster.embedded.scratch_postgres import PostgresUnavailable
-    from guanaco_dagster.embedded.scratch_postgres import temporary_postgres_database as scratch
+    from guanaco_dagster.testing.scratch_postgres import PostgresUnavailable
+    from guanaco_dagster.testing.scratch_postgres import temporary_postgres_database as scratch
 
     try:
         with scratch(prefix) as url:
@@ -215,7 +215,7 @@ def embedded_platform(
 ) -> Iterator[Any]:
     """The embedded platform (its own S3, Dagster daemon, optional HTTP service) on a fresh home."""
     from guanaco_dagster.embedded.platform import EmbeddedPlatform
-    from guanaco_dagster.embedded.ports import free_port
+    from guanaco_dagster.ports import free_port
     from guanaco_dagster.settings import Settings
 
     settings = Settings(home=home, hf_endpoint=hub_endpoint, **overrides)
@@ -235,8 +235,8 @@ def embedded_platform(
 
 def submit(store: Any, repo_id: str, developer: str = "bench-developer") -> tuple[str, datetime]:
     """Create a `pending` submission of `repo_id` in the store (as the service does); (id, created_at)."""
-    from guanaco_dagster.domain.developers import get_or_create_developer
-    from guanaco_dagster.domain.submissions import SubmissionRequest, create_submission
+    from guanaco_dagster.submissions.developers import get_or_create_developer
+    from guanaco_dagster.submissions.submissions import SubmissionRequest, create_submission
 
     with store.session() as session:
         submission = create_submission(
@@ -281,8 +281,9 @@ class Timeline:
 
 def read_timeline(store: Any, submission_id: str) -> Timeline:
     """The submission's stage waterfall and the moment it became `deployed`."""
-    from guanaco_dagster.domain.lifecycle import Status
-    from guanaco_dagster.domain.submissions import get_submission, stage_waterfall
+    from guanaco_dagster.submissions.lifecycle import Status
+    from guanaco_dagster.submissions.submissions import get_submission
+    from guanaco_dagster.submissions.waterfall import stage_waterfall
 
     with store.session() as session:
         submission = get_submission(session, submission_id)

@@ -16,7 +16,7 @@ import time
 from benchmarks.common import console, machine_info, machine_line, print_table, write_results
 
 # Cheapest first: a failure in a platform benchmark should not hide the numbers of the others.
-BENCHMARKS = ("weight_loading", "serving", "time_to_feedback", "service", "scale")
+BENCHMARKS = ("cli_startup", "weight_loading", "serving", "time_to_feedback", "service", "scale")
 
 
 def main() -> int:

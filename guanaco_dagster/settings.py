@@ -1,4 +1,10 @@
-"""Platform configuration: environment variables with a `GUANACO_` prefix (pydantic-settings)."""
+"""Platform configuration: environment variables with a `GUANACO_` prefix (pydantic-settings).
+
+Each group of fields is declared once, beside the code that reads it (`HubConfig`, `IntakeLimits`,
+`S3Config`, `StressConfig`, `Slo`, `LocalServerConfig`); `Settings` inherits them all so every process
+(service, CLI, `guanaco up`, the code location) reads the same variables, and the Dagster resources inherit
+the same groups (resources/), so the Dagster UI shows them.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,14 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guanaco_dagster.deployment.local_config import LocalServerConfig
+from guanaco_dagster.stages.hub_download import HubConfig
+from guanaco_dagster.stages.s3_client import S3Config
+from guanaco_dagster.stages.stress import Slo, StressConfig
+from guanaco_dagster.stages.weight_checks import IntakeLimits
 
-class Settings(BaseSettings):
+
+class Settings(HubConfig, S3Config, IntakeLimits, StressConfig, Slo, LocalServerConfig, BaseSettings):
     """Everything an operator can configure; defaults run the embedded platform on one machine."""
 
     model_config = SettingsConfigDict(env_prefix="GUANACO_", extra="ignore")
@@ -22,41 +34,9 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of the Guanaco store; SQLite under `home` when unset."
     )
 
-    # S3 cache. With no endpoint the platform starts an embedded SeaweedFS server.
-    s3_endpoint: str | None = None
-    s3_bucket: str = "guanaco-models"
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str = "guanaco"
-    s3_secret_access_key: SecretStr = SecretStr("guanaco-local-secret")
-
-    # Hugging Face Hub. `None` keeps huggingface_hub's own resolution (HF_ENDPOINT, then huggingface.co).
-    hf_endpoint: str | None = None
-    hf_token: SecretStr | None = None
-    hub_retries: int = 4
-    hub_timeout_s: float = 30.0
-
-    # Sanity limits on submitted weights.
-    max_parameters: int = 15_000_000_000
-    max_weight_bytes: int = 40 * 1024**3
-
     # Inference servers and how Dagster runs steps (see docs/kubernetes.md).
     deployer: Literal["local", "kubernetes"] = "local"
     executor: Literal["in_process", "k8s"] = "in_process"
-    vllm_kv_cache_gib: int = 1
-    vllm_dtype: str = "float32"
-    vllm_max_model_len: int = 2048
-    server_startup_timeout_s: float = 300.0
-    # A local inference server exits when this process id is gone, so no server outlives the platform.
-    platform_pid: int | None = None
-
-    # Stress test and its SLO.
-    stress_concurrency: int = 8
-    stress_requests: int = 32
-    stress_max_tokens: int = 32
-    stress_timeout_s: float = 60.0
-    slo_latency_p95_s: float = 10.0
-    slo_ttft_p95_s: float = 5.0
-    slo_max_error_rate: float = 0.0
 
     # Beta routing: how much feedback a model should collect before it stops being favoured.
     feedback_target: int = 100

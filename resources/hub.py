@@ -4,25 +4,21 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from guanaco_dagster.pipeline.hub_download import DownloadResult, download_model
+from guanaco_dagster.stages.hub_download import DownloadResult, HubConfig, download_model
 
 
-class HubResource(ConfigurableResource):
-    """Downloads submitted models; `endpoint=None` keeps huggingface_hub's own default (HF_ENDPOINT)."""
-
-    endpoint: str | None = None
-    token: str | None = None
-    attempts: int = 4
-    timeout_s: float = 30.0
+class HubResource(ConfigurableResource, HubConfig):
+    """Downloads submitted models; transient failures are retried by Dagster (see assets/stage.py)."""
 
     def download(self, repo_id: str, revision: str, dest: Path, max_weight_bytes: int) -> DownloadResult:
+        """One attempt at downloading `repo_id@revision` into `dest`."""
         return download_model(
             repo_id,
             revision,
             dest,
-            endpoint=self.endpoint,
-            token=self.token,
-            attempts=self.attempts,
+            endpoint=self.hf_endpoint,
+            token=self.hf_token,
+            attempts=1,
             max_weight_bytes=max_weight_bytes,
-            timeout_s=self.timeout_s,
+            timeout_s=self.hub_timeout_s,
         )

@@ -1,4 +1,6 @@
-"""Sensors and the jobs they launch."""
+"""Sensors and the jobs they launch, and the area's definitions."""
+
+from dagster import Definitions
 
 from sensors.failure_sensor import pipeline_failure_sensor
 from sensors.feedback_sensor import feedback_sensor
@@ -16,4 +18,6 @@ ALL_SENSORS = [
 ]
 ALL_JOBS = [submission_pipeline_job, feedback_summary_job, lifecycle_job]
 
-__all__ = ["ALL_JOBS", "ALL_SENSORS", "feedback_summary_job", "submission_pipeline_job"]
+defs = Definitions(sensors=ALL_SENSORS, jobs=ALL_JOBS)
+
+__all__ = ["ALL_JOBS", "ALL_SENSORS", "defs", "feedback_summary_job", "submission_pipeline_job"]

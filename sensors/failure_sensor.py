@@ -1,10 +1,13 @@
-"""Safety net: a pipeline run that died (crash, killed process) fails its submission and frees its server."""
+"""Safety net: a pipeline run that died (crash, killed process) fails its submission and frees its things."""
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
-from guanaco_dagster.domain.lifecycle import Status
-from guanaco_dagster.domain.submissions import SubmissionNotFound, get_submission, mark_failed
-from resources import DeployerResource, StoreResource
+from guanaco_dagster.submissions.failure import fail_submission
+from guanaco_dagster.submissions.lifecycle import Status
+from guanaco_dagster.submissions.submissions import SubmissionNotFound
+from resources import DeployerResource, PipelineConfigResource, S3CacheResource, StoreResource
+from resources.leftovers import leftovers_of
 from sensors.jobs import submission_pipeline_job
 
 
@@ -14,18 +17,27 @@ from sensors.jobs import submission_pipeline_job
     minimum_interval_seconds=1,
 )
 def pipeline_failure_sensor(
-    context: RunFailureSensorContext, store: StoreResource, deployer: DeployerResource
+    context: RunFailureSensorContext,
+    store: StoreResource,
+    deployer: DeployerResource,
+    s3_cache: S3CacheResource,
+    pipeline: PipelineConfigResource,
 ) -> None:
-    submission_id = context.dagster_run.tags.get("dagster/partition")
-    if not submission_id:
+    tags = context.dagster_run.tags
+    submission_id = tags.get("dagster/partition")
+    # A run that crashed outside its steps is re-executed from failure by Dagster's run retries
+    # (dagster.yaml `run_retries`); the submission fails only if that last retry fails too.
+    if not submission_id or tags.get(WILL_RETRY_TAG) == "true":
         return
     reason = context.failure_event.message or "the pipeline run failed"
-    with store.store.session() as session:
-        try:
-            submission = get_submission(session, submission_id)
-        except SubmissionNotFound:
-            return
-        if submission.status == Status.DEPLOYED:
-            return
-        mark_failed(session, submission_id, f"pipeline run {context.dagster_run.run_id[:8]} failed: {reason}")
-    deployer.get_deployer().teardown(submission_id)
+    try:
+        fail_submission(
+            store.store,
+            submission_id,
+            f"pipeline run {context.dagster_run.run_id[:8]} failed: {reason}",
+            leftovers_of(deployer=deployer, s3_cache=s3_cache, pipeline=pipeline),
+            # A failed heal or summary step of a model that serves must not take it away from users.
+            unless=lambda submission: submission.status == Status.DEPLOYED,
+        )
+    except SubmissionNotFound:
+        return

@@ -2,7 +2,7 @@
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from guanaco_dagster.domain.feedback_report import submissions_with_new_feedback
+from guanaco_dagster.feedback.feedback_report import submissions_with_new_feedback
 from resources import StoreResource
 from sensors.jobs import feedback_summary_job
 

@@ -13,7 +13,7 @@ from dagster import (
     sensor,
 )
 
-from guanaco_dagster.domain.lifecycle_requests import carry_out_request, open_requests
+from guanaco_dagster.submissions.lifecycle_requests import carry_out_request, open_requests
 from resources import DeployerResource, StoreResource
 
 

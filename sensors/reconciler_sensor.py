@@ -1,8 +1,11 @@
-"""Every 30 s: resume or fail submissions whose pipeline run is gone; stop servers of ended submissions."""
+"""Every 30 s: resume or fail submissions whose pipeline run is gone; stop servers of ended submissions.
+
+What Dagster cannot see for itself: the embedded run launcher cannot check a run worker's health, so a run
+whose process died stays "started"; and a server whose submission ended outside any run (a failed
+teardown, a crash between failing and stopping) belongs to no run at all.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from dagster import (
     DagsterInstance,
@@ -16,11 +19,12 @@ from dagster import (
     sensor,
 )
 
-from assets import PIPELINE_ASSETS
+from assets import assets_from_stage
 from assets.partitions import submissions_partitions
-from guanaco_dagster.domain.lifecycle import PIPELINE_STAGES
-from guanaco_dagster.domain.reconciler import Decision, ReconcilerSettings, reconcile
-from resources import DeployerResource, PipelineConfigResource, StoreResource
+from guanaco_dagster.submissions.reconciler import Decision, reconcile
+from resources import DeployerResource, PipelineConfigResource, S3CacheResource, StoreResource
+from resources.leftovers import leftovers_of
+from resources.reconciler import ReconcilerResource
 from sensors.jobs import submission_pipeline_job
 
 RECONCILER_INTERVAL_S = 30
@@ -49,11 +53,10 @@ def has_pipeline_run_in_flight(instance: DagsterInstance, submission_id: str) ->
 
 def resume_run_request(decision: Decision) -> RunRequest:
     """A run of the pipeline from the stage the submission stopped in (earlier stages already done)."""
-    first = PIPELINE_STAGES.index(decision.stage)
     return RunRequest(
         run_key=decision.run_key,
         partition_key=decision.submission_id,
-        asset_selection=[asset.key for asset in PIPELINE_ASSETS[first:]],
+        asset_selection=assets_from_stage(decision.stage),
         tags={"guanaco/submission": decision.submission_id, "guanaco/resume": decision.run_key or ""},
     )
 
@@ -69,14 +72,17 @@ def reconciler_sensor(
     context: SensorEvaluationContext,
     store: StoreResource,
     deployer: DeployerResource,
+    s3_cache: S3CacheResource,
     pipeline: PipelineConfigResource,
+    reconciler: ReconcilerResource,
 ) -> SensorResult | SkipReason:
     result = reconcile(
         store.store,
         deployer.get_deployer(),
-        ReconcilerSettings(),
+        reconciler,
         has_run_in_flight=lambda submission_id: has_pipeline_run_in_flight(context.instance, submission_id),
-        staging_root=Path(pipeline.work_dir),
+        staging=pipeline.staging,
+        leftovers=leftovers_of(deployer=deployer, s3_cache=s3_cache, pipeline=pipeline),
     )
     for decision in result.failed:
         context.log.warning(f"{decision.submission_id} failed: {decision.reason}")

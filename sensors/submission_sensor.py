@@ -3,23 +3,19 @@
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from assets.partitions import submissions_partitions
-from guanaco_dagster.domain.submissions import PendingSubmission, pending_submissions
+from guanaco_dagster.submissions.submissions import PendingSubmission, pending_submissions
 from resources import StoreResource
 from sensors.jobs import submission_pipeline_job
 
 
-def plan_submission_runs(
-    pending: list[PendingSubmission], known_partitions: set[str], cursor: int
-) -> tuple[list[str], int]:
-    """(partitions to add, new cursor) for the pending submissions.
+def plan_submission_runs(pending: list[PendingSubmission], known_partitions: set[str]) -> list[str]:
+    """The partitions to add for the pending submissions.
 
     Every pending submission gets a run request each tick, keyed by id (and attempt, for redeploys):
     Dagster launches one run per key, so repeats are free, and a row committed out of `seq` order
-    (concurrent writers) is never skipped.
+    (concurrent writers) is never skipped. That is why this sensor keeps no cursor.
     """
-    new_partitions = [p.id for p in pending if p.id not in known_partitions]
-    new_cursor = max([cursor, *(p.seq for p in pending)])
-    return new_partitions, new_cursor
+    return [p.id for p in pending if p.id not in known_partitions]
 
 
 @sensor(
@@ -29,13 +25,12 @@ def plan_submission_runs(
     description="New `pending` submissions → a partition and one pipeline run each (run_key = id).",
 )
 def submission_sensor(context: SensorEvaluationContext, store: StoreResource) -> SensorResult | SkipReason:
-    cursor = int(context.cursor or 0)
     with store.store.session() as session:
         pending = pending_submissions(session)
     if not pending:
         return SkipReason("no pending submissions")
     known = set(context.instance.get_dynamic_partitions(submissions_partitions.name))
-    new_partitions, new_cursor = plan_submission_runs(pending, known, cursor)
+    new_partitions = plan_submission_runs(pending, known)
     return SensorResult(
         run_requests=[
             RunRequest(run_key=item.run_key, partition_key=item.id, tags={"guanaco/submission": item.id})
@@ -44,5 +39,4 @@ def submission_sensor(context: SensorEvaluationContext, store: StoreResource) ->
         dynamic_partitions_requests=[submissions_partitions.build_add_request(new_partitions)]
         if new_partitions
         else [],
-        cursor=str(new_cursor),
     )

@@ -52,6 +52,10 @@ class Deployer(ABC):
     def list_submission_ids(self) -> list[str]:
         """Submissions this deployer has a server recorded for (running or not), sorted."""
 
+    def last_log_lines(self, submission_id: str) -> str:
+        """The end of the submission's server log, to tell why it died ('' when this deployer keeps none)."""
+        return ""
+
     def teardown_all(self) -> int:
         """Stop every recorded server; return how many were stopped."""
         return sum(1 for submission_id in self.list_submission_ids() if self.teardown(submission_id))

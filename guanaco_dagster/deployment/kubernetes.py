@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from guanaco_dagster.deployment.base import Deployer, Deployment, DeploymentError, DeploymentSpec
-from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
+from guanaco_dagster.deployment.kubernetes_config import KubernetesConfig
 from guanaco_dagster.deployment.kubernetes_diagnosis import (
     FATAL,
     READY,
@@ -60,7 +60,7 @@ LOG_TAIL_LINES = 40
 EVENTS_SHOWN = 12
 
 
-def load_api_client(settings: KubernetesSettings) -> ApiClient:
+def load_api_client(settings: KubernetesConfig) -> ApiClient:
     """An ApiClient from the in-cluster service account or a kubeconfig, as the settings say."""
     configuration = kubernetes.client.Configuration()
     in_cluster = settings.in_cluster
@@ -97,7 +97,7 @@ class _NotReady(Exception):
 class KubernetesDeployer(Deployer):
     """One vLLM Deployment + ClusterIP Service per submission, in `settings.namespace`."""
 
-    def __init__(self, settings: KubernetesSettings, api_client: ApiClient | None = None) -> None:
+    def __init__(self, settings: KubernetesConfig, api_client: ApiClient | None = None) -> None:
         self.settings = settings
         self._given_api_client = api_client
 

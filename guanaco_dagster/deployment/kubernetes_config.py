@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # https://kubernetes.io/docs/concepts/overview/working-with-objects/names/
@@ -45,10 +45,8 @@ def is_label_value(value: str) -> bool:
     return len(value) <= 63 and bool(LABEL_VALUE.match(value))
 
 
-class KubernetesSettings(BaseSettings):
+class KubernetesConfig(BaseModel):
     """Where and how the vLLM model servers run on Kubernetes (one Deployment + Service per submission)."""
-
-    model_config = SettingsConfigDict(env_prefix="GUANACO_K8S_", extra="ignore")
 
     # Where ------------------------------------------------------------------------------------------
     namespace: str = Field(
@@ -239,7 +237,13 @@ class KubernetesSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _one_config_source(self) -> KubernetesSettings:
+    def _one_config_source(self) -> KubernetesConfig:
         if self.in_cluster and self.kubeconfig:
             raise ValueError("set either GUANACO_K8S_IN_CLUSTER=true or GUANACO_K8S_KUBECONFIG, not both")
         return self
+
+
+class KubernetesSettings(KubernetesConfig, BaseSettings):
+    """`KubernetesConfig` read from `GUANACO_K8S_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="GUANACO_K8S_", extra="ignore")

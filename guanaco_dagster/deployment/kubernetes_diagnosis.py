@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
+from guanaco_dagster.deployment.kubernetes_config import KubernetesConfig
 
 # Container states that will not fix themselves: the image cannot be pulled, a referenced Secret or key
 # is missing, or the server keeps crashing (inference.serve's artifact errors are deterministic).
@@ -99,7 +99,7 @@ def assess_pod(pod: Any, fail_fast: bool = True) -> PodVerdict:
     return PodVerdict(WAITING, describe_pod_problem(pod))
 
 
-def hint_for(problem: str, settings: KubernetesSettings) -> str:
+def hint_for(problem: str, settings: KubernetesConfig) -> str:
     """What the operator can do about a problem found in pod status, Events or logs ('' if unknown)."""
     gpus = f"{settings.gpu_count} {settings.gpu_resource_name}"
     rules: list[tuple[Callable[[str], bool], str]] = [
@@ -158,7 +158,7 @@ def hint_for(problem: str, settings: KubernetesSettings) -> str:
     return next((hint for matches, hint in rules if matches(problem)), "")
 
 
-def api_error_message(error: ApiException, action: str, settings: KubernetesSettings) -> str:
+def api_error_message(error: ApiException, action: str, settings: KubernetesConfig) -> str:
     """A sentence for an API error while creating or deleting objects, with what to do about it."""
     body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else str(error.body or "")
     try:  # the API server answers with a Status object: its message is the readable part

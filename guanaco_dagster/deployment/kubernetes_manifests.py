@@ -15,7 +15,7 @@ import unicodedata
 from typing import Any
 
 from guanaco_dagster.deployment.base import DeploymentSpec
-from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
+from guanaco_dagster.deployment.kubernetes_config import KubernetesConfig
 
 NAME_PREFIX = "guanaco-"
 NAME_HASH_CHARS = 10
@@ -55,7 +55,7 @@ def selector_labels(submission_id: str) -> dict[str, str]:
     return {"app.kubernetes.io/component": COMPONENT, SUBMISSION_LABEL: resource_name(submission_id)}
 
 
-def object_labels(submission_id: str, settings: KubernetesSettings) -> dict[str, str]:
+def object_labels(submission_id: str, settings: KubernetesConfig) -> dict[str, str]:
     """Labels of every object of a submission: the operator's, the recommended app.kubernetes.io set, ours."""
     return {
         **settings.labels,
@@ -75,7 +75,7 @@ def object_annotations(spec: DeploymentSpec) -> dict[str, str]:
     }
 
 
-def vllm_args(settings: KubernetesSettings) -> list[str]:
+def vllm_args(settings: KubernetesConfig) -> list[str]:
     """vLLM arguments beyond inference.serve's own: the operator's, plus tensor parallelism over the GPUs."""
     args = list(settings.vllm_extra_args)
     if settings.gpu_count > 1 and not any(arg.startswith("--tensor-parallel-size") for arg in args):
@@ -83,7 +83,7 @@ def vllm_args(settings: KubernetesSettings) -> list[str]:
     return args
 
 
-def serve_args(spec: DeploymentSpec, settings: KubernetesSettings) -> list[str]:
+def serve_args(spec: DeploymentSpec, settings: KubernetesConfig) -> list[str]:
     """Arguments of `python3 -m inference.serve` for `spec`; vLLM's own arguments follow a `--`."""
     args = [
         "--artifact-uri",
@@ -110,7 +110,7 @@ def serve_args(spec: DeploymentSpec, settings: KubernetesSettings) -> list[str]:
     return args + ["--", *extra] if extra else args
 
 
-def container_env(settings: KubernetesSettings) -> list[dict[str, Any]]:
+def container_env(settings: KubernetesConfig) -> list[dict[str, Any]]:
     """The server's environment: S3 endpoint and region as values, credentials only as Secret references."""
     env: list[dict[str, Any]] = []
     if settings.s3_endpoint:
@@ -126,7 +126,7 @@ def container_env(settings: KubernetesSettings) -> list[dict[str, Any]]:
     return env
 
 
-def container_resources(settings: KubernetesSettings) -> dict[str, Any]:
+def container_resources(settings: KubernetesConfig) -> dict[str, Any]:
     """Requests and limits; GPUs as a limit (an extended resource's request defaults to its limit)."""
     requests = {"cpu": settings.cpu_request, "memory": settings.memory_request}
     limits: dict[str, Any] = {}
@@ -148,7 +148,7 @@ def _http_probe(period_s: int, timeout_s: int, failure_threshold: int) -> dict[s
     }
 
 
-def probes(settings: KubernetesSettings) -> dict[str, dict[str, Any]]:
+def probes(settings: KubernetesConfig) -> dict[str, dict[str, Any]]:
     """A startupProbe bounded by the deadline (kubelet restarts a stuck server), then liveness/readiness.
 
     vLLM's /health answers once the weights are loaded and the engine runs, so readiness means "serving".
@@ -161,7 +161,7 @@ def probes(settings: KubernetesSettings) -> dict[str, dict[str, Any]]:
     }
 
 
-def pod_spec(spec: DeploymentSpec, settings: KubernetesSettings) -> dict[str, Any]:
+def pod_spec(spec: DeploymentSpec, settings: KubernetesConfig) -> dict[str, Any]:
     """The model-server pod: one vLLM container, GPU scheduling, shared memory and scratch volumes."""
     container = {
         "name": CONTAINER_NAME,
@@ -207,13 +207,13 @@ def pod_spec(spec: DeploymentSpec, settings: KubernetesSettings) -> dict[str, An
     return pod
 
 
-def spec_hash(spec: DeploymentSpec, settings: KubernetesSettings) -> str:
+def spec_hash(spec: DeploymentSpec, settings: KubernetesConfig) -> str:
     """A digest of everything the pod runs: a pod carrying it serves exactly this spec and these settings."""
     material = {"pod": pod_spec(spec, settings), "annotations": object_annotations(spec)}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:NAME_HASH_CHARS]
 
 
-def build_deployment(spec: DeploymentSpec, settings: KubernetesSettings) -> dict[str, Any]:
+def build_deployment(spec: DeploymentSpec, settings: KubernetesConfig) -> dict[str, Any]:
     """The apps/v1 Deployment that runs the submission's model server (one replica, Recreate)."""
     labels = object_labels(spec.submission_id, settings)
     annotations = object_annotations(spec)
@@ -244,7 +244,7 @@ def build_deployment(spec: DeploymentSpec, settings: KubernetesSettings) -> dict
     }
 
 
-def build_service(spec: DeploymentSpec, settings: KubernetesSettings) -> dict[str, Any]:
+def build_service(spec: DeploymentSpec, settings: KubernetesConfig) -> dict[str, Any]:
     """The ClusterIP Service in front of the submission's model server."""
     return {
         "apiVersion": "v1",
@@ -263,7 +263,7 @@ def build_service(spec: DeploymentSpec, settings: KubernetesSettings) -> dict[st
     }
 
 
-def endpoint_url(submission_id: str, settings: KubernetesSettings) -> str:
+def endpoint_url(submission_id: str, settings: KubernetesConfig) -> str:
     """The in-cluster OpenAI-compatible endpoint of a submission's Service (ends in /v1)."""
     name = resource_name(submission_id)
     return f"http://{name}.{settings.namespace}.svc.{settings.cluster_domain}:{settings.port}/v1"

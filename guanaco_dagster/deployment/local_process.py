@@ -3,6 +3,8 @@
 A server runs in its own session so it outlives the Dagster run process that deployed it; with
 `platform_pid` it still exits when the platform does. What was started is recorded in
 `state_dir/<id>.json` (the log goes to `state_dir/<id>.log`), so any process can find or stop it later.
+Each server decodes on cores of its own (spread round-robin) and sees only an allow-listed environment
+with S3 read credentials (`server_environment`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any
 import httpx
 
 from guanaco_dagster.deployment.base import Deployer, Deployment, DeploymentError, DeploymentSpec
-from guanaco_dagster.embedded.ports import free_port
+from guanaco_dagster.deployment.cpu_sets import available_cores, choose_cores, omp_threads_bind
+from guanaco_dagster.deployment.server_environment import model_server_environment
+from guanaco_dagster.ports import free_port
 
 HOST = "127.0.0.1"
 STOP_GRACE_S = 10.0
@@ -138,7 +142,15 @@ class LocalProcessDeployer(Deployer):
         platform_pid: int | None = None,
         smoke_test: bool = True,
         extra_env: Mapping[str, str] | None = None,
+        s3_read_access_key: str | None = None,
+        s3_read_secret_key: str | None = None,
+        cores_per_server: int | None = 1,
     ) -> None:
+        """`s3_read_*`: read-only S3 credentials for the servers (default: the cache's own keys).
+
+        `cores_per_server`: how many cores each server's worker is bound to (None: vLLM's own choice,
+        which puts every server on the same core).
+        """
         self.state_dir = Path(state_dir)
         self.s3_endpoint_url = s3_endpoint_url
         self.s3_access_key = s3_access_key
@@ -152,6 +164,9 @@ class LocalProcessDeployer(Deployer):
         # /health answers before the first forward pass; one 1-token completion proves the model runs.
         self.smoke_test = smoke_test
         self.extra_env = dict(extra_env or {})
+        self.s3_read_access_key = s3_read_access_key or s3_access_key
+        self.s3_read_secret_key = s3_read_secret_key or s3_secret_key
+        self.cores_per_server = cores_per_server
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # Paths and records -------------------------------------------------------------------------------
@@ -182,8 +197,13 @@ class LocalProcessDeployer(Deployer):
     @contextlib.contextmanager
     def _locked(self, submission_id: str) -> Iterator[None]:
         """Serialize deploy/teardown of one submission across processes."""
+        with self._file_lock(f"{self._stem(submission_id)}.lock"):
+            yield
+
+    @contextlib.contextmanager
+    def _file_lock(self, name: str) -> Iterator[None]:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / f"{self._stem(submission_id)}.lock", "w") as lock:
+        with open(self.state_dir / name, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -197,6 +217,12 @@ class LocalProcessDeployer(Deployer):
         if child is not None and child.poll() is not None:
             return False
         return process_start_ticks(state["pid"]) == state.get("pid_start_ticks")
+
+    @staticmethod
+    def _watched_pid_alive(state: dict[str, Any]) -> bool:
+        """False when the server watches a process that is gone: it is about to exit."""
+        watch_pid = state.get("watch_pid")
+        return watch_pid is None or process_start_ticks(watch_pid) == state.get("watch_pid_start_ticks")
 
     @staticmethod
     def _same_server(state: dict[str, Any], spec: DeploymentSpec) -> bool:
@@ -215,7 +241,15 @@ class LocalProcessDeployer(Deployer):
     def _deployment(self, state: dict[str, Any]) -> Deployment:
         details = {
             key: state.get(key)
-            for key in ("pid", "port", "artifact_uri", "served_model_name", "started_at", "log_path")
+            for key in (
+                "pid",
+                "port",
+                "artifact_uri",
+                "served_model_name",
+                "started_at",
+                "log_path",
+                "cpu_cores",
+            )
         }
         return Deployment(
             submission_id=state["submission_id"],
@@ -227,9 +261,11 @@ class LocalProcessDeployer(Deployer):
     # Deployer ------------------------------------------------------------------------------------------
 
     def get(self, submission_id: str) -> Deployment | None:
-        """The running, healthy deployment of `submission_id`, else None."""
+        """The running, healthy deployment of `submission_id`, else None (also when it is about to exit)."""
         state = self._read_state(submission_id)
-        if state is None or not self._alive(state) or not self._healthy(state):
+        if state is None or not self._alive(state) or not self._watched_pid_alive(state):
+            return None
+        if not self._healthy(state):
             return None
         return self._deployment(state)
 
@@ -276,6 +312,10 @@ class LocalProcessDeployer(Deployer):
             self._stop(state)
             return True
 
+    def last_log_lines(self, submission_id: str) -> str:
+        """The end of the submission's server log (kept after the server died, until it is restarted)."""
+        return log_tail(self.log_path(submission_id))
+
     # Internals -----------------------------------------------------------------------------------------
 
     def serve_command(self, spec: DeploymentSpec, port: int) -> list[str]:
@@ -303,18 +343,43 @@ class LocalProcessDeployer(Deployer):
             command += ["--watch-pid", str(self.platform_pid)]
         return command
 
+    def server_environment(self, cores: list[int] | None = None) -> dict[str, str]:
+        """The environment a model server starts with: an allow-list plus S3 read credentials."""
+        extra = dict(self.extra_env)
+        if cores:
+            extra.setdefault("VLLM_CPU_OMP_THREADS_BIND", omp_threads_bind(cores))
+        return model_server_environment(
+            os.environ,
+            self.s3_endpoint_url,
+            self.s3_read_access_key,
+            self.s3_read_secret_key,
+            self.s3_region,
+            extra=extra,
+        )
+
+    def _cores_in_use(self) -> list[list[int]]:
+        """The cores of every recorded server that is still running."""
+        in_use = []
+        for path in self.state_dir.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                state = json.loads(path.read_text())
+                if state.get("cpu_cores") and self._alive(state):
+                    in_use.append(state["cpu_cores"])
+        return in_use
+
     def _start(self, spec: DeploymentSpec) -> dict[str, Any]:
+        # One lock for the whole folder (not named like a `<submission>.lock`): two deploys at once must
+        # not both pick the idle core.
+        with self._file_lock("cpu-cores.flock"):
+            cores = None
+            if self.cores_per_server:
+                cores = choose_cores(available_cores(), self._cores_in_use(), self.cores_per_server)
+            return self._spawn(spec, cores)
+
+    def _spawn(self, spec: DeploymentSpec, cores: list[int] | None) -> dict[str, Any]:
         port = free_port()
         log_path = self.log_path(spec.submission_id)
-        env = {
-            **os.environ,
-            "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
-            "AWS_ACCESS_KEY_ID": self.s3_access_key,
-            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
-            "AWS_DEFAULT_REGION": self.s3_region,
-            "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
-        }
+        env = self.server_environment(cores)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 self.serve_command(spec, port),
@@ -340,6 +405,9 @@ class LocalProcessDeployer(Deployer):
             "started_monotonic": time.monotonic(),
             "log_path": str(log_path),
             "startup_s": None,
+            "cpu_cores": cores,
+            "watch_pid": self.platform_pid,
+            "watch_pid_start_ticks": process_start_ticks(self.platform_pid) if self.platform_pid else None,
         }
         self._write_state(spec.submission_id, state)
         return state

@@ -1,7 +1,10 @@
 """The embedded platform on one machine: S3 cache, Dagster daemon and webserver as supervised children.
 
-Everything it starts stops with it: child processes run in their own process groups and are killed as
-groups; inference servers watch this process and exit when it is gone.
+A child that crashes is restarted with backoff (`supervisor`); model servers watch this process, not the
+children, so they keep serving through any restart. Everything it starts stops with it: children run in
+their own process groups and are killed as groups; inference servers exit when this process is gone.
+Stopping keeps the world: deployed models stay `deployed` and serve again after the next start
+(`restore`), and the beta service token is kept under the platform home (`beta_token`).
 """
 
 from __future__ import annotations
@@ -9,24 +12,30 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.console import Console
+from rich.markup import escape
+
+from guanaco_dagster.config import group_values
 from guanaco_dagster.deployment.base import Deployer
-from guanaco_dagster.domain.lifecycle import Status
-from guanaco_dagster.embedded.ports import port_open, wait_until
+from guanaco_dagster.deployment.local_process import stop_process_groups
+from guanaco_dagster.embedded.beta_token import load_or_create_beta_token
 from guanaco_dagster.embedded.processes import die_with_parent, exit_on_sigterm, stop_process_group
+from guanaco_dagster.embedded.restore import deployed_models, forget_endpoints, restore_deployed_models
 from guanaco_dagster.embedded.s3_server import SeaweedS3Server
-from guanaco_dagster.pipeline.s3_client import ensure_bucket
+from guanaco_dagster.embedded.supervisor import SupervisedChild, Supervisor
+from guanaco_dagster.ports import port_open, wait_until
 from guanaco_dagster.settings import Settings, settings_env
+from guanaco_dagster.stages.s3_client import ensure_bucket
 from guanaco_dagster.store.database import Store
-from guanaco_dagster.store.models import Submission, SubmissionEvent
 from resources.deployer import DeployerResource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,15 +59,28 @@ def prepare_dagster_storage(dagster_home: Path) -> None:
 
 @dataclass
 class EmbeddedPlatform:
-    """Start with `with EmbeddedPlatform(settings) as platform:`; `platform.env` configures clients."""
+    """Start with `with EmbeddedPlatform(settings) as platform:`; `platform.env` configures clients.
+
+    `rotate_beta_token` replaces the saved beta service token with a new one (a token set in the settings
+    always wins); `restore_models=False` leaves `deployed` models without a server after the start.
+    """
 
     settings: Settings
     webserver_port: int | None = None
     service_port: int | None = None
     hf_endpoint: str | None = None
+    rotate_beta_token: bool = False
+    restore_models: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    # What the start did for each model that was `deployed` ("re-adopted …", "restarted …", "failed: …").
+    restored: dict[str, str] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen] = field(default_factory=dict)
     _s3: SeaweedS3Server | None = None
+    _supervisor: Supervisor | None = None
+    _restore_thread: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    # Process groups of crashed daemons: their runs in flight may finish; they stop with the platform.
+    _orphaned_groups: set[int] = field(default_factory=set)
     _previous_sigterm: object = None
 
     @property
@@ -68,6 +90,11 @@ class EmbeddedPlatform:
     @property
     def logs_dir(self) -> Path:
         return self.settings.home / "logs"
+
+    @property
+    def platform_log_path(self) -> Path:
+        """Where the platform records restarts of its children and of model servers."""
+        return self.logs_dir / "platform.log"
 
     @property
     def webserver_url(self) -> str | None:
@@ -81,6 +108,23 @@ class EmbeddedPlatform:
     def beta_token(self) -> str:
         """The token the app's bot-response service (or a simulation of it) uses on beta routes."""
         return self.env["GUANACO_BETA_SERVICE_TOKEN"]
+
+    @property
+    def s3_server(self) -> SeaweedS3Server | None:
+        """The embedded S3 server (None when an external S3 is configured)."""
+        return self._s3
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """The supervisor restarting crashed children (None before `start`)."""
+        return self._supervisor
+
+    def child_pid(self, name: str) -> int | None:
+        """Process id of a running child: "daemon", "webserver", "service" or "s3"; None when not running."""
+        if name == "s3":
+            return self._s3.pid if self._s3 is not None else None
+        process = self._children.get(name)
+        return process.pid if process is not None and process.poll() is None else None
 
     def __enter__(self) -> EmbeddedPlatform:
         if threading.current_thread() is threading.main_thread():
@@ -99,13 +143,18 @@ class EmbeddedPlatform:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def start(self) -> None:
-        """Start the S3 cache (unless one is configured) and Dagster; return when they answer."""
+        """Start the S3 cache (unless one is configured) and Dagster; return when they answer.
+
+        Then crashed children are restarted in the background, and `deployed` models are brought back
+        to serving (see `wait_until_restored`).
+        """
         settings = self.settings
+        self._stopping.clear()
         for folder in (settings.home, self.dagster_home, self.logs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         Store(settings.resolved_database_url).migrate()
         s3_endpoint = settings.s3_endpoint
-        secret = settings.s3_secret_access_key.get_secret_value()
+        secret = settings.s3_secret_access_key
         if s3_endpoint is None:
             self._s3 = SeaweedS3Server(settings.home / "s3", settings.s3_access_key_id, secret)
             self._s3.start()
@@ -125,27 +174,14 @@ class EmbeddedPlatform:
         }
         if self.hf_endpoint:
             self.env["GUANACO_HF_ENDPOINT"] = self.hf_endpoint
-        if settings.beta_service_token is None:
-            self.env["GUANACO_BETA_SERVICE_TOKEN"] = secrets.token_urlsafe(24)
-        self._write_beta_token()
-        bin_dir = Path(sys.executable).parent
-        self._spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)])
-        if self.webserver_port:
-            self._spawn(
-                "webserver",
-                [
-                    str(bin_dir / "dagster-webserver"),
-                    "-w",
-                    str(WORKSPACE),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.webserver_port),
-                ],
-            )
-        if self.service_port:
-            uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "guanaco_dagster.service.app:create_app"]
-            self._spawn("service", [*uvicorn, "--host", "127.0.0.1", "--port", str(self.service_port)])
+        configured = settings.beta_service_token
+        self.env["GUANACO_BETA_SERVICE_TOKEN"] = load_or_create_beta_token(
+            self.beta_token_path,
+            configured.get_secret_value() if configured is not None else None,
+            rotate=self.rotate_beta_token,
+        )
+        for name in self._commands():
+            self._spawn(name)
         for name, port in (("webserver", self.webserver_port), ("service", self.service_port)):
             if port:
                 wait_until(
@@ -153,30 +189,80 @@ class EmbeddedPlatform:
                     timeout_s=120,
                     what=f"{name} on port {port}",
                 )
+        self._supervisor = Supervisor(self._supervised_children(), report=self._report).start()
+        if self.restore_models:
+            self._restore_thread = threading.Thread(
+                target=self._restore_models, name="guanaco-restore", daemon=True
+            )
+            self._restore_thread.start()
+
+    def _commands(self) -> dict[str, list[str]]:
+        """The argv of each Dagster/service child this platform runs."""
+        bin_dir = Path(sys.executable).parent
+        commands = {"daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)]}
+        if self.webserver_port:
+            commands["webserver"] = [
+                str(bin_dir / "dagster-webserver"),
+                *("-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(self.webserver_port)),
+            ]
+        if self.service_port:
+            uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "guanaco_dagster.service.app:create_app"]
+            commands["service"] = [*uvicorn, "--host", "127.0.0.1", "--port", str(self.service_port)]
+        return commands
 
     @property
     def beta_token_path(self) -> Path:
         """Where the beta service token is kept for the app's bot-response service (mode 0600)."""
         return self.settings.home / "beta-service-token"
 
-    def _write_beta_token(self) -> None:
-        path = self.beta_token_path
-        path.touch(mode=0o600, exist_ok=True)
-        os.chmod(path, 0o600)
-        path.write_text(self.beta_token)
+    def _spawn(self, name: str) -> None:
+        with (self.logs_dir / f"{name}.log").open("ab") as log:
+            self._children[name] = subprocess.Popen(
+                self._commands()[name],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        log = (self.logs_dir / f"{name}.log").open("ab")
-        self._children[name] = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
+    def _respawn(self, name: str) -> None:
+        crashed = self._children[name]
+        if name == "daemon":
+            # Its code server and run workers share its process group: runs in flight may still finish.
+            self._orphaned_groups.add(crashed.pid)
+        else:
+            # A webserver leaves its code server behind; nothing else of theirs is worth keeping.
+            stop_process_groups({crashed.pid}, grace_s=5.0)
+        self._spawn(name)
+
+    def _supervised_children(self) -> list[SupervisedChild]:
+        children = [
+            SupervisedChild(
+                name=name,
+                restart=lambda name=name: self._respawn(name),
+                exit_code=lambda name=name: self._children[name].poll(),
+                log_path=self.logs_dir / f"{name}.log",
+            )
+            for name in self._children
+        ]
+        if self._s3 is not None:
+            s3 = self._s3
+            children.append(
+                SupervisedChild(
+                    name="s3", restart=s3.restart, exit_code=lambda: s3.exit_code, log_path=s3.log_path
+                )
+            )
+        return children
+
+    def _report(self, message: str) -> None:
+        """Record an event of the platform in its log and on the operator's console (stderr)."""
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        with contextlib.suppress(OSError), self.platform_log_path.open("a") as log:
+            log.write(f"{stamp} {message}\n")
+        Console(stderr=True).print(f"[yellow]{escape(message)}[/]", highlight=False)
 
     def _check_alive(self, name: str) -> bool:
         process = self._children[name]
@@ -186,9 +272,9 @@ class EmbeddedPlatform:
         return False
 
     def check_health(self) -> None:
-        """Raise if a child process died (with its log tail)."""
-        for name in self._children:
-            self._check_alive(name)
+        """Raise if the supervisor stopped watching; crashed children are restarted, not reported here."""
+        if self._supervisor is not None and not self._supervisor.running and not self._stopping.is_set():
+            raise RuntimeError("the platform's supervisor stopped; restart `guanaco up`")
 
     def deployer(self) -> Deployer:
         """The local deployer as the platform's Dagster runs configure it (for teardown and inspection)."""
@@ -199,28 +285,50 @@ class EmbeddedPlatform:
                 "platform_pid": os.getpid(),
             }
         )
-        return DeployerResource.from_settings(embedded).get_deployer()
+        # Plain values, not `EnvVar`s: this resource is used in this process, outside any Dagster run.
+        resource = DeployerResource(
+            **group_values(embedded, DeployerResource), kind="local", state_dir=str(embedded.servers_dir)
+        )
+        return resource.get_deployer()
+
+    def _restore_models(self) -> None:
+        store = Store(self.settings.resolved_database_url)
+        self.restored = restore_deployed_models(
+            store, self.deployer(), report=self._report, stopping=self._stopping.is_set
+        )
+
+    def wait_until_restored(self, timeout_s: float = 600.0) -> dict[str, str]:
+        """Wait until every model that was `deployed` at the start serves again (or failed); the outcomes."""
+        if self._restore_thread is not None:
+            self._restore_thread.join(timeout_s)
+            if self._restore_thread.is_alive():
+                raise TimeoutError(f"deployed models were not restored within {timeout_s:.0f} s")
+        return self.restored
 
     def stop(self) -> None:
-        """Stop Dagster, every inference server and the S3 cache; deployed models become `inactive`."""
-        for name in ("service", "webserver", "daemon"):
-            if name in self._children:
-                stop_process_group(self._children.pop(name))
-        if self.settings.servers_dir.exists():
-            self.deployer().teardown_all()
-        self._retire_deployed_models()
-        if self._s3 is not None:
-            self._s3.stop()
-            self._s3 = None
+        """Stop the children, every inference server and the S3 cache; `deployed` models stay deployed.
 
-    def _retire_deployed_models(self) -> None:
-        # Their servers just stopped: routing must not send users to them until they are redeployed.
-        store = Store(self.settings.resolved_database_url)
-        with store.session() as session:
-            for submission in session.query(Submission).filter(Submission.status == Status.DEPLOYED):
-                submission.status = Status.INACTIVE
-                session.add(
-                    SubmissionEvent(
-                        submission_id=submission.id, status=Status.INACTIVE, message="platform stopped"
-                    )
-                )
+        Their endpoints are cleared so nothing routes to the stopped servers; the next start brings them
+        back.
+        """
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.stop()
+        try:
+            for name in ("service", "webserver", "daemon"):
+                if name in self._children:
+                    stop_process_group(self._children.pop(name))
+            if self._orphaned_groups:
+                stop_process_groups(self._orphaned_groups)
+                self._orphaned_groups.clear()
+            if self.settings.servers_dir.exists():
+                self.deployer().teardown_all()
+            if self._restore_thread is not None:
+                self._restore_thread.join()
+            if self.env:
+                store = Store(self.settings.resolved_database_url)
+                forget_endpoints(store, [model.submission_id for model in deployed_models(store)])
+        finally:
+            if self._s3 is not None:
+                self._s3.stop()
+                self._s3 = None

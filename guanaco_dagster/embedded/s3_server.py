@@ -23,7 +23,7 @@ from types import TracebackType
 from botocore.exceptions import BotoCoreError, ClientError
 
 from guanaco_dagster.embedded.processes import die_with_parent, stop_process_group
-from guanaco_dagster.pipeline.s3_client import ensure_bucket, make_s3_client
+from guanaco_dagster.stages.s3_client import ensure_bucket, make_s3_client
 
 __all__ = ["SeaweedS3Server", "S3ServerError", "ensure_bucket", "find_weed_binary"]
 
@@ -117,6 +117,18 @@ class SeaweedS3Server:
     def pid(self) -> int | None:
         """Process id of the running server (also its process group id), None when stopped."""
         return self._process.pid if self._process and self._process.poll() is None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """None while the server runs; its exit code once it exited (-1 when it is not started)."""
+        if self._process is None:
+            return -1
+        return self._process.poll()
+
+    def restart(self) -> SeaweedS3Server:
+        """Clean up what a crashed server left (its group, sockets), then start again on the same S3 port."""
+        self.stop()
+        return self.start()
 
     def _command(self, weed: Path) -> list[str]:
         # Every listener gets an explicit port (admin, iceberg and lance otherwise take fixed ones), and

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, HTTPException
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guanaco_dagster.beta.health_watcher import watching_health
 from guanaco_dagster.service.dependencies import SessionDep
 from guanaco_dagster.service.errors import install_error_handlers
 from guanaco_dagster.service.routes import beta, feedback, models
@@ -60,6 +64,13 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"request body over {max_bytes} bytes")
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Deployed model servers are checked while the service runs, so routing skips dead ones.
+    with watching_health(app.state.store):
+        yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service for `settings` (the environment's by default); migrates the store on creation."""
     settings = settings or load_settings()
@@ -68,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Submit a fine-tuned LLM, get real user feedback within minutes. "
         "Routes and shapes follow Chai's public client (chaiverse).",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.store = Store(settings.resolved_database_url).migrate()

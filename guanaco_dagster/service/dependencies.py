@@ -10,10 +10,10 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from guanaco_dagster.domain.developers import developer_for_key
 from guanaco_dagster.settings import Settings
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import Developer
+from guanaco_dagster.submissions.developers import developer_for_key
 
 bearer = HTTPBearer(auto_error=False, description="A developer key (`guanaco admin create-key`).")
 

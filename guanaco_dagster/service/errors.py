@@ -6,16 +6,21 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from guanaco_dagster.domain.conversations import ConversationError, ConversationNotFound
-from guanaco_dagster.domain.lifecycle import InvalidTransition
-from guanaco_dagster.domain.model_client import ModelUnavailable
-from guanaco_dagster.domain.routing import NoModelAvailable
-from guanaco_dagster.domain.submissions import SubmissionNotFound
+from guanaco_dagster.beta.conversations import (
+    ConversationError,
+    ConversationInterrupted,
+    ConversationNotFound,
+)
+from guanaco_dagster.beta.model_client import ModelUnavailable
+from guanaco_dagster.beta.routing import NoModelAvailable
+from guanaco_dagster.submissions.lifecycle import InvalidTransition
+from guanaco_dagster.submissions.submissions import SubmissionNotFound
 
 # Domain messages are written for developers, so they are shown as they are.
 _MAPPING: list[tuple[type[Exception], int]] = [
     (SubmissionNotFound, 404),
     (ConversationNotFound, 404),
+    (ConversationInterrupted, 503),  # the app should start a new conversation
     (ConversationError, 409),
     (InvalidTransition, 409),
     (NoModelAvailable, 503),

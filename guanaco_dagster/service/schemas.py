@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guanaco_dagster.domain.submissions import SubmissionRequest
+from guanaco_dagster.submissions.request import SubmissionRequest
 
 SubmitRequest = SubmissionRequest
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from functools import cache
@@ -9,8 +11,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -22,27 +25,65 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# The service runs its sync routes on anyio's worker threads (40, its default) and each may hold one
+# connection; a smaller pool makes threads queue for connections and requests fail with "QueuePool limit".
+SERVICE_WORKER_THREADS = 40
+# SQLite has one writer at a time: a writer that finds the store locked waits this long for its turn
+# (other writers' transactions take milliseconds) before the request fails with 503, never a 500.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
 @cache
 def engine_for(url: str) -> Engine:
-    """One engine per URL per process; SQLite gets WAL and a busy timeout so processes can share it."""
+    """One engine per URL per process, its pool sized to the service's worker threads."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        return _sqlite_engine(url)
+    # A pool smaller than the threads deadlocks under load (every thread waiting for a connection that
+    # only a thread can give back): 10 + 40 overflow.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=SERVICE_WORKER_THREADS, pool_timeout=30
+    )
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
 
-        return engine
-    # The service runs sync routes on up to 40 threads; a pool smaller than that deadlocks under load
-    # (every thread waiting for a connection that only a thread can give back): 10 + 40 overflow.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40, pool_timeout=30)
+def _sqlite_engine(url: str) -> Engine:
+    """SQLite with write-ahead logging: readers never wait for the writer, and commits skip the fsync."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return create_engine(url)  # in memory: SQLAlchemy's one-connection-per-thread pool is required
+    create_private_file(Path(database))
+    import os
+    experiment = os.environ.get("GUANACO_EXPERIMENT_SQLITE_POOL", "queue")
+    if experiment == "null":
+        pool = {"poolclass": NullPool}
+    elif experiment == "queue15":
+        pool = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 30}
+    else:
+        pool = {"pool_size": SERVICE_WORKER_THREADS, "max_overflow": 10, "pool_timeout": SQLITE_BUSY_TIMEOUT_S}
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **pool)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across a crash of the service with WAL; only power loss can drop the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` readable and writable by its owner only (0600), or make an existing one so.
+
+    SQLite gives its -wal and -shm files the database file's mode, so they are private too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(0o600)
 
 
 def migrate(url: str) -> None:

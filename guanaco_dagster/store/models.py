@@ -62,6 +62,11 @@ class Submission(Base):
     artifact_uri: Mapped[str | None] = mapped_column(String(500))
     endpoint_url: Mapped[str | None] = mapped_column(String(500))
     served_model_name: Mapped[str | None] = mapped_column(String(200))
+    # The model server's last health check (guanaco_dagster/beta/health.py); null = never checked.
+    health_ok: Mapped[bool | None] = mapped_column(Boolean)
+    health_checked_at: Mapped[datetime | None]
+    health_failed_since: Mapped[datetime | None]
+    health_detail: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

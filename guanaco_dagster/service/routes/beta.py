@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from guanaco_dagster.domain.conversations import leave_feedback, send_message, start_conversation
-from guanaco_dagster.domain.submissions import get_submission
+from guanaco_dagster.beta.conversations import leave_feedback, send_message, start_conversation
 from guanaco_dagster.service.dependencies import SessionDep, beta_service, get_settings, get_store
 from guanaco_dagster.service.schemas import (
     BetaConversationRequest,
@@ -19,6 +18,7 @@ from guanaco_dagster.service.schemas import (
 )
 from guanaco_dagster.settings import Settings
 from guanaco_dagster.store.database import Store
+from guanaco_dagster.submissions.submissions import get_submission
 
 router = APIRouter(prefix="/beta", tags=["beta"], dependencies=[Depends(beta_service)])
 
@@ -41,10 +41,17 @@ def new_conversation(
 
 @router.post("/conversations/{conversation_id}/messages", response_model=BetaMessageResponse)
 def post_message(
-    conversation_id: str, request: BetaMessageRequest, store: Annotated[Store, Depends(get_store)]
+    conversation_id: str,
+    request: BetaMessageRequest,
+    store: Annotated[Store, Depends(get_store)],
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> BetaMessageResponse:
-    """The model's reply to the user's message (formatted with the submission's formatter), stored."""
-    reply = send_message(store, conversation_id, request.message)
+    """The model's reply to the user's message, stored; the user's message is stored even when it fails.
+
+    A model that fails the conversation's first reply is replaced by another deployed model; a model that
+    fails later gets 503 telling the app to start a new conversation.
+    """
+    reply = send_message(store, conversation_id, request.message, feedback_target=settings.feedback_target)
     return BetaMessageResponse(conversation_id=conversation_id, reply=reply.text, latency_s=reply.latency_s)
 
 

@@ -6,8 +6,9 @@ import re
 
 from fastapi import APIRouter
 
-from guanaco_dagster.domain.feedback_report import anonymised_conversation, feedback_with_conversations
-from guanaco_dagster.domain.leaderboard import LeaderboardRow, build_leaderboard
+from guanaco_dagster.feedback.feedback_report import anonymised_conversation, feedback_with_conversations
+from guanaco_dagster.feedback.leaderboard import build_leaderboard
+from guanaco_dagster.feedback.leaderboard_row import LeaderboardRow
 from guanaco_dagster.service.dependencies import DeveloperDep, SessionDep
 from guanaco_dagster.service.routes.models import owned_submission
 from guanaco_dagster.service.schemas import (

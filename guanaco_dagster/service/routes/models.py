@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from guanaco_dagster.domain.conversations import generate_reply, model_target
-from guanaco_dagster.domain.formatter import ChatTurn
-from guanaco_dagster.domain.lifecycle import Status
-from guanaco_dagster.domain.lifecycle_requests import Action, request_action
-from guanaco_dagster.domain.submissions import (
-    SubmissionNotFound,
-    create_submission,
-    get_submission,
-    time_to_deployed_s,
-)
+from guanaco_dagster.beta.conversations import generate_reply, model_target
 from guanaco_dagster.service.dependencies import DeveloperDep, SessionDep
 from guanaco_dagster.service.schemas import (
     ChatRequest,
@@ -26,6 +17,11 @@ from guanaco_dagster.service.schemas import (
     SubmitResponse,
 )
 from guanaco_dagster.store.models import Developer, Submission
+from guanaco_dagster.submissions.formatter import ChatTurn
+from guanaco_dagster.submissions.lifecycle import Status
+from guanaco_dagster.submissions.lifecycle_requests import Action, request_action
+from guanaco_dagster.submissions.submissions import SubmissionNotFound, create_submission, get_submission
+from guanaco_dagster.submissions.waterfall import time_to_deployed_s
 
 router = APIRouter(prefix="/models", tags=["models"])
 

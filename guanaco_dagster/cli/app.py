@@ -1,0 +1,40 @@
+"""`guanaco`: submit a model from the Hugging Face Hub with one command, chat with it, read its feedback.
+
+This module only builds the typer app and registers the commands; each command group lives in its own
+module. Every developer command talks HTTP to the Guanaco service (`guanaco serve`); only the operator
+commands (`serve`, `up`, `admin`) touch the platform, and they import it inside their bodies, so
+`guanaco --help` loads typer and rich and little else.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from guanaco_dagster.cli import auth, chat, feedback, operator, submissions
+
+app = typer.Typer(
+    name="guanaco",
+    help="Submit a fine-tuned chat model from the Hugging Face Hub; get real user feedback within minutes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+admin_app = typer.Typer(help="Operator commands that act on the store directly.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+# In the order `guanaco --help` lists them: credentials, submissions, chat, feedback, lifecycle, operator.
+app.command()(auth.login)
+app.command()(auth.logout)
+app.command()(submissions.submit)
+app.command("list")(submissions.list_submissions)
+app.command()(submissions.status)
+app.command()(submissions.logs)
+app.command()(chat.chat)
+app.command()(feedback.feedback)
+app.command()(feedback.leaderboard)
+app.command()(submissions.deactivate)
+app.command()(submissions.teardown)
+app.command()(submissions.redeploy)
+app.command()(operator.serve)
+app.command()(operator.up)
+admin_app.command("create-key")(operator.create_key)

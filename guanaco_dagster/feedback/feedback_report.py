@@ -1,0 +1,89 @@
+"""A submission's feedback report: summary statistics plus anonymised sample conversations."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from guanaco_dagster.feedback.anonymise import mask_pii, pseudonymise
+from guanaco_dagster.feedback.feedback_metrics import FeedbackItem, summarise_feedback
+from guanaco_dagster.store.models import Conversation, Feedback, FeedbackSummaryRow, utcnow
+
+SAMPLE_CONVERSATIONS = 3
+
+
+def anonymised_conversation(conversation: Conversation, feedback: Feedback | None) -> dict[str, object]:
+    """A conversation as a developer may see it: pseudonymous user, PII masked."""
+    user = pseudonymise(conversation.user_id, salt=conversation.submission_id)
+    return {
+        "conversation_id": conversation.id,
+        "user": user,
+        "bot_name": conversation.bot_name,
+        "messages": [
+            {
+                "sender": conversation.bot_name if m.sender == "bot" else user,
+                "content": mask_pii(m.content),
+                "sent_date": m.sent_at.isoformat(),
+                "deleted": m.deleted,
+            }
+            for m in conversation.messages
+        ],
+        "thumbs_up": feedback.thumbs_up if feedback else None,
+        "text": mask_pii(feedback.text) if feedback else "",
+    }
+
+
+def feedback_with_conversations(session: Session, submission_id: str) -> list[Feedback]:
+    """A submission's feedback, oldest first, with each conversation and its messages loaded."""
+    return list(
+        session.scalars(
+            select(Feedback)
+            .where(Feedback.submission_id == submission_id)
+            .options(selectinload(Feedback.conversation).selectinload(Conversation.messages))
+            .order_by(Feedback.id)
+        )
+    )
+
+
+def build_feedback_report(session: Session, submission_id: str) -> dict[str, object]:
+    """Summary statistics and the newest few anonymised conversations of one submission."""
+    feedback = feedback_with_conversations(session, submission_id)
+    items = [
+        FeedbackItem(
+            conversation_id=f.conversation_id,
+            thumbs_up=f.thumbs_up,
+            text=f.text,
+            messages=[(m.sender, m.content) for m in f.conversation.messages if not m.deleted],
+        )
+        for f in feedback
+    ]
+    summary = summarise_feedback(items)
+    samples = [anonymised_conversation(f.conversation, f) for f in feedback[-SAMPLE_CONVERSATIONS:]]
+    return {
+        "submission_id": submission_id,
+        "summary": summary.to_dict(),
+        "markdown": summary.to_markdown(),
+        "sample_conversations": samples,
+        "last_feedback_id": feedback[-1].id if feedback else None,
+    }
+
+
+def save_feedback_report(session: Session, submission_id: str, report: dict[str, object]) -> None:
+    """Store the report as the submission's latest feedback summary."""
+    row = session.get(FeedbackSummaryRow, submission_id)
+    count = int(report["summary"]["feedback_count"])  # type: ignore[index]
+    if row is None:
+        session.add(FeedbackSummaryRow(submission_id=submission_id, feedback_count=count, summary=report))
+    else:
+        row.feedback_count, row.summary, row.computed_at = count, report, utcnow()
+
+
+def submissions_with_new_feedback(session: Session) -> dict[str, int]:
+    """Submission id → feedback count, for submissions whose stored summary is missing or out of date."""
+    counts = dict(
+        session.execute(select(Feedback.submission_id, func.count()).group_by(Feedback.submission_id)).all()
+    )
+    summarised = dict(
+        session.execute(select(FeedbackSummaryRow.submission_id, FeedbackSummaryRow.feedback_count)).all()
+    )
+    return {sid: n for sid, n in counts.items() if summarised.get(sid) != n}

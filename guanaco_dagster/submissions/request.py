@@ -1,0 +1,37 @@
+"""What a developer submits: the validated request body of `POST /models/submit`.
+
+Kept apart from the store code so the CLI's client can share the model without importing SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from guanaco_dagster.submissions.formatter import GenerationParams, PromptFormatter
+
+# Hugging Face repo ids: "org/name" with letters, digits, '-', '_', '.'; no '..' or leading/trailing dots.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+class SubmissionRequest(BaseModel):
+    """What a developer submits (the shape of Chai's `POST /models/submit`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_repo: str = Field(description="Hugging Face repo id, e.g. 'org/model'.")
+    hf_revision: str = Field(default="main", min_length=1, max_length=200)
+    generation_params: GenerationParams = Field(default_factory=GenerationParams)
+    formatter: PromptFormatter = Field(default_factory=PromptFormatter)
+    model_name: str | None = Field(default=None, max_length=200)
+    # Chai's client may send its reward-model fields; there is no reward stage here, so they are ignored.
+    reward_repo: str | None = Field(default=None, max_length=200, description="Accepted and ignored.")
+    reward_formatter: dict | None = Field(default=None, description="Accepted and ignored.")
+
+    @field_validator("model_repo")
+    @classmethod
+    def _repo_id_is_valid(cls, value: str) -> str:
+        if not _REPO_ID.match(value) or ".." in value or value.endswith("."):
+            raise ValueError(f"'{value}' is not a Hugging Face repo id of the form 'org/model'")
+        return value

@@ -1,0 +1,155 @@
+"""The end-to-end demo: a sample model goes from a loopback Hub to deployed to its first feedback report.
+
+Run with `make demo` (or `python -m guanaco_dagster.testing.demo [--exit]`). Nothing leaves this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from guanaco_dagster.cli.console import StageProgress, summary_table, waterfall_table
+from guanaco_dagster.embedded.platform import EmbeddedPlatform
+from guanaco_dagster.settings import load_settings
+from guanaco_dagster.store.database import Store
+from guanaco_dagster.submissions.developers import issue_key
+from guanaco_dagster.submissions.lifecycle import Status
+from guanaco_dagster.submissions.submissions import SubmissionRequest, create_submission, get_submission
+from guanaco_dagster.submissions.waterfall import stage_waterfall
+from guanaco_dagster.testing.beta_users import simulate_user
+from guanaco_dagster.testing.hub_server import HubServer, publish_repo
+from guanaco_dagster.testing.sample_model import TinyModelSpec, build_tiny_llama
+from guanaco_dagster.testing.watch import wait_for_outcome, wait_for_summary
+
+SAMPLE_REPO = "guanaco-demo/tiny-chat-llama"
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--exit", action="store_true", help="stop everything once the report is written")
+    parser.add_argument("--port", type=int, default=3000, help="Dagster UI (dagster-webserver) port")
+    parser.add_argument("--service-port", type=int, default=8080, help="Guanaco HTTP service port")
+    parser.add_argument("--users", type=int, default=6, help="simulated beta users")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for each phase")
+    return parser.parse_args()
+
+
+def _sample_model(home: Path) -> Path:
+    folder = home / "sample-model"
+    if not (folder / "model.safetensors").exists():
+        build_tiny_llama(folder, TinyModelSpec(train_steps=300))
+    return folder
+
+
+def run_demo(args: argparse.Namespace, console: Console) -> dict:
+    """Start the platform, submit the sample, simulate users, and return the report."""
+    settings = load_settings()
+    console.rule("[bold]Guanaco demo")
+    console.print(f"home: {settings.home}  store: {settings.resolved_database_url}")
+    with console.status("building the sample model offline (tiny Llama, tokenizer trained locally)…"):
+        publish_repo(settings.home / "hub", SAMPLE_REPO, _sample_model(settings.home))
+    with HubServer(settings.home / "hub") as hub:
+        console.print(f"Hub-protocol server: {hub.endpoint} serving {SAMPLE_REPO}")
+        with console.status("starting S3 cache (SeaweedFS), Dagster daemon and webserver…"):
+            platform = EmbeddedPlatform(
+                settings, webserver_port=args.port, service_port=args.service_port, hf_endpoint=hub.endpoint
+            )
+            platform.__enter__()
+        try:
+            console.print(
+                f"Dagster UI: [link={platform.webserver_url}]{platform.webserver_url}[/link]   "
+                f"S3: {platform.env['GUANACO_S3_ENDPOINT']}"
+            )
+            report = _journey(platform, settings.home, args, console)
+            if not args.exit:
+                console.print(
+                    f"\nThe Dagster UI stays up at {platform.webserver_url}; Ctrl-C stops everything."
+                )
+                while True:
+                    platform.check_health()
+                    time.sleep(1)
+            return report
+        except KeyboardInterrupt:
+            return {}
+        finally:
+            with console.status("stopping inference servers, Dagster and S3…"):
+                platform.__exit__(None, None, None)
+
+
+def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, console: Console) -> dict:
+    store = Store(platform.settings.resolved_database_url)
+    with store.session() as session:
+        developer, key = issue_key(session, "demo-developer")
+        submission = create_submission(
+            session, developer, SubmissionRequest(model_repo=SAMPLE_REPO, hf_revision="main")
+        )
+        submission_id, submitted_at = submission.id, submission.created_at
+    console.print(f"\nsubmitted [bold]{SAMPLE_REPO}[/] as [bold]{submission_id}[/]")
+    with StageProgress(console) as progress:
+        status = wait_for_outcome(store, submission_id, args.timeout, progress.update, platform.check_health)
+    with store.session() as session:
+        submission = get_submission(session, submission_id)
+        reason = submission.failure_reason
+    if status == Status.FAILED:
+        raise SystemExit(f"submission failed: {reason}")
+    console.print(f"[green]deployed[/] — {args.users} simulated beta users start chatting")
+    first = simulate_user(store, 0)
+    _summary, first_summary_at = wait_for_summary(store, submission_id, 1, args.timeout)
+    time_to_first_feedback_s = (first_summary_at - submitted_at).total_seconds()
+    console.print(
+        f"first feedback summary {time_to_first_feedback_s:.1f} s after submission "
+        f"({'👍' if first.thumbs_up else '👎'} {escape(repr(first.feedback_text))})"
+    )
+    for user in range(1, args.users):
+        simulate_user(store, user)
+    summary_doc, last_summary_at = wait_for_summary(store, submission_id, args.users, args.timeout)
+    with store.session() as session:
+        rows = stage_waterfall(get_submission(session, submission_id))
+    console.print(summary_table(summary_doc["summary"]))
+    for sample in summary_doc["sample_conversations"][:2]:
+        console.print(
+            f"[bold]conversation {sample['conversation_id'][:8]}[/] "
+            f"{'👍' if sample['thumbs_up'] else '👎'} {escape(sample['text'])}"
+        )
+        for message in sample["messages"]:
+            console.print(f"  [cyan]{escape(message['sender'])}[/]: {escape(message['content'])}")
+    console.print(waterfall_table(rows, extra=[("first feedback summary", time_to_first_feedback_s)]))
+    report = {
+        "submission_id": submission_id,
+        "model_repo": SAMPLE_REPO,
+        "status": status,
+        "time_to_first_feedback_s": round(time_to_first_feedback_s, 2),
+        "time_to_full_summary_s": round((last_summary_at - submitted_at).total_seconds(), 2),
+        "stages": [row.__dict__ for row in rows],
+        "feedback_summary": summary_doc["summary"],
+        "sample_conversations": summary_doc["sample_conversations"],
+        "dagster_ui_url": platform.webserver_url,
+    }
+    report["service_url"] = platform.service_url
+    console.print(
+        f"\nThe same feedback through the CLI (service at {platform.service_url}):\n"
+        f"  guanaco login --url {platform.service_url} --key {key}\n"
+        f"  guanaco feedback {submission_id}\n  guanaco status {submission_id}\n  guanaco leaderboard"
+    )
+    path = home / "demo-report.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    verdict = "[green]within[/]" if time_to_first_feedback_s <= 300 else "[red]over[/]"
+    console.print(
+        f"time to first feedback: [bold]{time_to_first_feedback_s:.1f} s[/] ({verdict} the 5-minute "
+        f"target) — report written to {path}"
+    )
+    return report
+
+
+def main() -> None:
+    console = Console()
+    run_demo(_parse_args(), console)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Local deployments: one `inference.serve` process group per submission, found, reused and stopped."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from guanaco_dagster.deployment.base import DeploymentError, DeploymentSpec
+from guanaco_dagster.deployment.local_process import (
+    LocalProcessDeployer,
+    process_group_members,
+    process_tree,
+    server_process_groups,
+)
+from guanaco_dagster.ports import wait_until
+from tests.fixtures.s3 import S3Info
+from tests.fixtures.vllm import ServedModel, make_test_deployer
+
+pytestmark = pytest.mark.vllm
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _launch_until_vllm_runs(deployer: LocalProcessDeployer, spec: DeploymentSpec) -> set[int]:
+    """Launch without waiting for health; once vLLM runs under the server, return their process groups."""
+    deployer.launch(spec)
+    pid = json.loads(deployer.state_path(spec.submission_id).read_text())["pid"]
+    wait_until(lambda: len(process_tree(pid)) >= 2, timeout_s=60, what="vLLM child process")
+    return server_process_groups(pid)
+
+
+def _running(groups: set[int]) -> list[int]:
+    return [pid for pgid in groups for pid in process_group_members(pgid)]
+
+
+def test_deployment_has_an_openai_endpoint_and_its_startup_time(served_tiny_model: ServedModel) -> None:
+    deployment = served_tiny_model.deployment
+
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", deployment.endpoint_url)
+    assert deployment.submission_id == served_tiny_model.spec.submission_id
+    assert deployment.startup_s > 0
+    assert deployment.details["artifact_uri"] == served_tiny_model.artifact_uri
+    assert httpx.get(deployment.endpoint_url.removesuffix("/v1") + "/health", timeout=5).status_code == 200
+
+
+def test_deploying_a_running_submission_again_returns_the_same_server(
+    served_tiny_model: ServedModel, s3_server: S3Info
+) -> None:
+    # A new deployer over the same state folder, as a later Dagster run would build.
+    deployer = make_test_deployer(s3_server, served_tiny_model.deployer.state_dir)
+
+    started = time.monotonic()
+    again = deployer.deploy(served_tiny_model.spec)
+
+    assert time.monotonic() - started < 5
+    assert again.endpoint_url == served_tiny_model.endpoint_url
+    assert again.details["pid"] == served_tiny_model.deployment.details["pid"]
+
+
+def test_get_finds_the_running_deployment_and_nothing_for_unknown_ids(served_tiny_model: ServedModel) -> None:
+    deployer = served_tiny_model.deployer
+
+    found = deployer.get(served_tiny_model.spec.submission_id)
+
+    assert found is not None and found.endpoint_url == served_tiny_model.endpoint_url
+    assert deployer.get("never-deployed") is None
+    assert served_tiny_model.spec.submission_id in deployer.list_submission_ids()
+
+
+def test_missing_artifact_fails_with_a_readable_reason_and_leaves_nothing_running(
+    s3_server: S3Info, tmp_path: Path
+) -> None:
+    deployer = make_test_deployer(s3_server, tmp_path / "servers")
+    missing_uri = f"s3://{s3_server.bucket}/models/{'f' * 64}/"
+
+    with pytest.raises(DeploymentError) as failure:
+        deployer.deploy(DeploymentSpec("broken-artifact", missing_uri, "broken"))
+
+    message = str(failure.value)
+    assert f"no artifact at {missing_uri}" in message.splitlines()[0]
+    assert "last lines of" in message
+    assert deployer.get("broken-artifact") is None
+    assert deployer.list_submission_ids() == []
+    assert _processes_mentioning(missing_uri) == []
+
+
+def test_start_up_timeout_fails_with_the_log_and_leaves_nothing_running(
+    s3_server: S3Info, tiny_artifact_uri: str, tmp_path: Path
+) -> None:
+    deployer = make_test_deployer(s3_server, tmp_path / "servers", startup_timeout_s=1.0)
+
+    with pytest.raises(DeploymentError, match="was not healthy after 1 s") as failure:
+        deployer.deploy(DeploymentSpec("too-slow", tiny_artifact_uri, "too-slow"))
+
+    assert "guanaco-serve" in str(failure.value)  # the log tail
+    assert deployer.list_submission_ids() == []
+    assert _processes_mentioning("--served-model-name too-slow") == []
+
+
+def test_teardown_stops_the_whole_process_group(
+    s3_server: S3Info, tiny_artifact_uri: str, tmp_path: Path
+) -> None:
+    deployer = make_test_deployer(s3_server, tmp_path / "servers")
+    spec = DeploymentSpec("torn-down", tiny_artifact_uri, "torn-down")
+    try:
+        groups = _launch_until_vllm_runs(deployer, spec)
+        assert len(groups) == 2  # inference.serve's, and vLLM's own
+
+        assert deployer.teardown("torn-down") is True
+
+        assert _running(groups) == []
+        assert deployer.get("torn-down") is None
+        assert deployer.list_submission_ids() == []
+        assert deployer.teardown("torn-down") is False
+    finally:
+        deployer.teardown_all()
+
+
+def test_server_exits_when_the_watched_platform_process_dies(
+    s3_server: S3Info, tiny_artifact_uri: str, tmp_path: Path
+) -> None:
+    platform = subprocess.Popen(["sleep", "300"])
+    deployer = make_test_deployer(s3_server, tmp_path / "servers", platform_pid=platform.pid)
+    spec = DeploymentSpec("watched", tiny_artifact_uri, "watched")
+    try:
+        groups = _launch_until_vllm_runs(deployer, spec)
+
+        platform.kill()
+        platform.wait()
+
+        wait_until(lambda: _running(groups) == [], timeout_s=30, what="server exit")
+        log = deployer.log_path("watched").read_text()
+        assert f"watched pid {platform.pid} exited" in log
+        config_dir = re.search(r"config/tokenizer files of \S+ to (\S+)", log)
+        assert config_dir and not Path(config_dir.group(1)).exists()
+    finally:
+        platform.kill()
+        deployer.teardown("watched")
+
+
+def test_teardown_all_forgets_every_recorded_server(s3_server: S3Info, tmp_path: Path) -> None:
+    deployer = make_test_deployer(s3_server, tmp_path / "servers")
+    for name in ("first", "second"):
+        deployer.launch(DeploymentSpec(name, f"s3://{s3_server.bucket}/models/{name}/", name))
+
+    assert deployer.teardown_all() == 2
+
+    assert deployer.list_submission_ids() == []

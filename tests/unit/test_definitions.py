@@ -1,0 +1,70 @@
+"""The code location loads, and its asset graph is exactly the six assets of a submission."""
+
+from dagster import AssetKey, Definitions
+
+from guanaco_dagster.definitions import build_definitions
+from guanaco_dagster.settings import Settings
+
+EXPECTED_DEPENDENCIES = {
+    "raw_weights": set(),
+    "tensorized_artifact": {"raw_weights"},
+    "cached_s3_object": {"tensorized_artifact"},
+    "live_deployment": {"cached_s3_object"},
+    "latency_report": {"live_deployment"},
+    "feedback_summary": {"live_deployment", "latency_report"},
+}
+
+
+def _defs(tmp_path) -> Definitions:
+    return build_definitions(Settings(home=tmp_path, s3_endpoint="http://127.0.0.1:1"))
+
+
+def test_definitions_load(tmp_path):
+    Definitions.validate_loadable(_defs(tmp_path))
+
+
+def test_module_level_definitions_import():
+    from guanaco_dagster import definitions
+
+    assert isinstance(definitions.defs(), Definitions)  # `@definitions`: built when Dagster loads it
+
+
+def test_asset_graph_is_exactly_the_six_assets_with_their_dependencies(tmp_path):
+    graph = _defs(tmp_path).resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == set(EXPECTED_DEPENDENCIES)
+    for name, parents in EXPECTED_DEPENDENCIES.items():
+        actual = {p.to_user_string() for p in graph.get(AssetKey(name)).parent_keys}
+        assert actual == parents, name
+
+
+def test_every_asset_is_partitioned_by_submission(tmp_path):
+    graph = _defs(tmp_path).resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def.name == "submissions"
+
+
+def test_latency_report_carries_the_blocking_slo_check(tmp_path):
+    graph = _defs(tmp_path).resolve_asset_graph()
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert checks == {("latency_report", "latency_within_slo")}
+
+
+def test_sensors_and_jobs_are_registered(tmp_path):
+    defs = _defs(tmp_path)
+    repo = defs.get_repository_def()
+    assert {s.name for s in repo.sensor_defs} == {
+        "submission_sensor",
+        "feedback_sensor",
+        "pipeline_failure_sensor",
+        "lifecycle_sensor",
+        "reconciler_sensor",
+    }
+    assert {"submission_pipeline", "feedback_summary_job", "lifecycle_job"} <= set(repo.job_names)
+
+
+def test_secrets_come_from_the_environment_not_the_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUANACO_S3_SECRET_ACCESS_KEY", "s3cr3t-from-env")
+    defs = _defs(tmp_path)
+    resource = defs.resources["deployer"]
+    assert "s3cr3t-from-env" not in repr(resource._get_non_default_public_field_values())  # noqa: SLF001
