@@ -1,10 +1,11 @@
 """Two models decoding at once: aggregate tokens/s against one model alone, with and without own cores.
 
 Two different models (same size, different random weights) are served by `LocalProcessDeployer`, the
-deployer the pipeline uses. Each sample sends the stress-test client's streamed completions to model A
-alone, then to A and B at the same time (aggregate = all tokens / wall time). Two layouts, in the same run:
-"own cores" (the default now: each server's worker bound to its own core via VLLM_CPU_OMP_THREADS_BIND,
-round-robin) and "vLLM auto" (what every server did before: each binds core 0). The client shares the cores.
+deployer the pipeline uses, in two layouts at once: "own cores" (the default now: each server's worker
+bound to its own core via VLLM_CPU_OMP_THREADS_BIND, round-robin) and "vLLM auto" (what every server did
+before: each binds core 0). Each sample, layout after layout, sends the stress-test client's streamed
+completions to model A alone, then to A and B at the same time (aggregate = all tokens / wall time); idle
+servers wait meanwhile. The client shares the cores.
 
     python -m benchmarks.bench_two_models [--model 100m] [--samples 5] [--max-tokens 32]
 """
@@ -16,6 +17,7 @@ import re
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +75,42 @@ def decode_together(targets: list[tuple[str, str]], config: StressConfig) -> flo
     return sum(tokens) / wall_s
 
 
-def measure_layout(
-    layout: str, cores_per_server: int | None, cached: list[CachedModel], s3: Any, args: Any
-) -> dict[str, Any]:
-    """Serve both models in one layout; `samples` × (A alone, A and B together)."""
+@dataclass
+class Layout:
+    """Two servers deployed one way, and what was measured on them."""
+
+    name: str
+    cores_per_server: int | None
+    deployer: Any
+    specs: list[Any]
+    targets: list[tuple[str, str]] = field(default_factory=list)
+    core_ids: list[str] = field(default_factory=list)
+    alone: list[float] = field(default_factory=list)
+    together: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "layout": self.name,
+            "cores_per_server": self.cores_per_server,
+            "vllm_core_ids": self.core_ids,
+            "one_model_tokens_per_s": self.alone,
+            "two_models_aggregate_tokens_per_s": self.together,
+            "one_model_median": statistics.median(self.alone),
+            "one_model_min": min(self.alone),
+            "two_models_median": statistics.median(self.together),
+            "two_models_min": min(self.together),
+            "scaling_median": ratio(statistics.median(self.together), statistics.median(self.alone)),
+        }
+
+
+def deploy_layout(name: str, cores_per_server: int | None, cached: list[CachedModel], s3: Any) -> Layout:
+    """Start both models' servers with `cores_per_server` (None: vLLM's own binding, as before)."""
     from guanaco_dagster.deployment.base import DeploymentSpec
     from guanaco_dagster.deployment.local_process import LocalProcessDeployer
 
+    slug = re.sub(r"[^a-z]+", "-", name.lower()).strip("-")
     deployer = LocalProcessDeployer(
-        state_dir=WORK_ROOT / NAME / "servers",
+        state_dir=WORK_ROOT / NAME / slug,
         s3_endpoint_url=s3.endpoint_url,
         s3_access_key=s3.access_key,
         s3_secret_key=s3.secret_key,
@@ -90,46 +119,45 @@ def measure_layout(
         cores_per_server=cores_per_server,
     )
     specs = [
-        DeploymentSpec(f"bench-two-{index}", model.artifact_uri, f"bench-two-{index}")
+        DeploymentSpec(f"bench-{slug}-{index}", model.artifact_uri, f"bench-{slug}-{index}")
         for index, model in enumerate(cached)
     ]
-    config = StressConfig(stress_concurrency=args.concurrency, stress_requests=args.requests, stress_max_tokens=args.max_tokens)
-    try:
-        with step(f"{layout}: starting two vLLM servers …"):
-            deployments = [deployer.deploy(spec) for spec in specs]
-        targets = [(d.endpoint_url, s.served_model_name) for d, s in zip(deployments, specs, strict=True)]
-        for target in targets:  # warm-up
-            run_stress_test(*target, StressConfig(stress_concurrency=1, stress_requests=1, stress_max_tokens=4))
-        alone, together = [], []
-        with step(f"{layout}: {args.samples} samples of one model alone, then both at once …"):
-            for _ in range(args.samples):
-                tokens, wall_s = decode(*targets[0], config)
-                alone.append(tokens / wall_s)
-                together.append(decode_together(targets, config))
-        cores = [bound_cores(Path(d.details["log_path"])) for d in deployments]
-    finally:
-        for spec in specs:
-            deployer.teardown(spec.submission_id)
-    return {
-        "layout": layout,
-        "cores_per_server": cores_per_server,
-        "vllm_core_ids": cores,
-        "one_model_tokens_per_s": alone,
-        "two_models_aggregate_tokens_per_s": together,
-        "one_model_median": statistics.median(alone),
-        "one_model_min": min(alone),
-        "two_models_median": statistics.median(together),
-        "two_models_min": min(together),
-        "scaling_median": ratio(statistics.median(together), statistics.median(alone)),
-    }
+    layout = Layout(name, cores_per_server, deployer, specs)
+    with step(f"{name}: starting two vLLM servers …"):
+        deployments = [deployer.deploy(spec) for spec in specs]
+    layout.targets = [(d.endpoint_url, s.served_model_name) for d, s in zip(deployments, specs, strict=True)]
+    layout.core_ids = [bound_cores(Path(d.details["log_path"])) for d in deployments]
+    for target in layout.targets:  # warm-up
+        run_stress_test(*target, StressConfig(concurrency=1, requests=1, max_tokens=4))
+    return layout
+
+
+def measure(layouts: list[Layout], args: Any) -> None:
+    """Per sample and layout in turn (so load from elsewhere hits both alike): A alone, then A and B."""
+    config = StressConfig(concurrency=args.concurrency, requests=args.requests, max_tokens=args.max_tokens)
+    with step(f"{args.samples} samples per layout of one model alone, then both at once …"):
+        for _ in range(args.samples):
+            for layout in layouts:
+                tokens, wall_s = decode(*layout.targets[0], config)
+                layout.alone.append(tokens / wall_s)
+                layout.together.append(decode_together(layout.targets, config))
 
 
 def run(args: Any) -> dict[str, Any]:
-    """Both layouts, back to back; print one table."""
+    """Both layouts served at once, measured in turns; print one table."""
     models = [sample_model(args.model, seed=seed) for seed in (0, 1)]
+    layouts: list[Layout] = []
     with s3_cache(WORK_ROOT / "s3") as s3:
         cached = [tensorize_and_upload(model, s3) for model in models]
-        layouts = [measure_layout(name, cores, cached, s3, args) for name, cores in LAYOUTS.items()]
+        try:
+            for name, cores in LAYOUTS.items():
+                layouts.append(deploy_layout(name, cores, cached, s3))
+            measure(layouts, args)
+        finally:
+            for layout in layouts:
+                for spec in layout.specs:
+                    layout.deployer.teardown(spec.submission_id)
+    results = [layout.summary() for layout in layouts]
     rows = [
         [
             result["layout"],
@@ -140,7 +168,7 @@ def run(args: Any) -> dict[str, Any]:
             fmt(result["two_models_median"], 0),
             fmt_ratio(result["scaling_median"]),
         ]
-        for result in layouts
+        for result in results
     ]
     print_table(
         f"Two models decoding at once — {models[0].label} ×2, {args.requests}×{args.max_tokens} tokens "
@@ -157,7 +185,7 @@ def run(args: Any) -> dict[str, Any]:
         rows,
         caption="tokens/s; two models = aggregate of both servers. The client shares the same cores.",
     )
-    return {"model": models[0].label, "layouts": layouts}
+    return {"model": models[0].label, "layouts": results}
 
 
 def main() -> None:

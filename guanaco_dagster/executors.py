@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import ExecutorDefinition, in_process_executor
-from dagster_k8s import k8s_job_executor
 
 EXECUTORS = ("in_process", "k8s")
 DEFAULT_MAX_CONCURRENT_STEPS = 4
@@ -54,5 +53,8 @@ def choose_executor(name: str, env: Mapping[str, str] | None = None) -> Executor
     if name == "in_process":
         return in_process_executor
     if name == "k8s":
+        # Imported here: dagster_k8s costs every run worker of the embedded platform ~1 s it never needs.
+        from dagster_k8s import k8s_job_executor
+
         return k8s_job_executor.configured(k8s_executor_config(os.environ if env is None else env))
     raise ValueError(f"GUANACO_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {name!r}")

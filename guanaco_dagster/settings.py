@@ -40,6 +40,8 @@ class Settings(HubConfig, S3Config, IntakeLimits, StressConfig, Slo, LocalServer
 
     # Beta routing: how much feedback a model should collect before it stops being favoured.
     feedback_target: int = 100
+    # The leaderboard: models with less feedback than this are listed as provisional, below rated ones.
+    leaderboard_min_feedback: int = Field(default=5, ge=1)
 
     # The HTTP service (`guanaco serve`).
     service_host: str = "127.0.0.1"

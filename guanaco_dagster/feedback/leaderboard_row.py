@@ -1,6 +1,8 @@
 """One leaderboard line: a plain dataclass the service builds and the CLI reads.
 
 Kept apart from `leaderboard.py` so the CLI can parse the service's answer without importing SQLAlchemy.
+Field names include the ones Chai's client (chaiverse) reads: `developer_uid`, `model_repo`, `reward_repo`,
+`timestamp` (ISO 8601 text) and `model_num_parameters`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class LeaderboardRow:
-    """One model that served users: its votes, engagement and latency, and its place on the board."""
+    """One model that reached users: its votes with their interval, engagement, latency and place."""
 
     submission_id: str
     model_name: str
@@ -27,6 +29,15 @@ class LeaderboardRow:
     latency_p95_s: float | None
     overall_score: float | None = None
     overall_rank: int | None = None
+    wilson_upper_bound: float | None = None
+    conversation_count: int = 0
+    # Fewer feedback than the platform's minimum: listed, but always below every rated model.
+    provisional: bool = False
+    model_repo: str = ""
+    timestamp: str = ""
+    developer_uid: str = ""
+    reward_repo: str | None = None
+    model_num_parameters: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The row as plain JSON-ready values."""

@@ -68,3 +68,28 @@ def test_secrets_come_from_the_environment_not_the_config(tmp_path, monkeypatch)
     defs = _defs(tmp_path)
     resource = defs.resources["deployer"]
     assert "s3cr3t-from-env" not in repr(resource._get_non_default_public_field_values())  # noqa: SLF001
+
+
+def test_kubernetes_and_reconciler_settings_are_resource_config_the_dagster_ui_shows(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUANACO_K8S_NAMESPACE", "models")
+    monkeypatch.setenv("GUANACO_RECONCILER_STALE_AFTER_S", "120")
+    defs = build_definitions(Settings(home=tmp_path, s3_endpoint="http://127.0.0.1:1", deployer="kubernetes"))
+    assert defs.resources["deployer"].kubernetes.namespace == "models"
+    assert defs.resources["reconciler"].stale_after_s == 120
+
+
+def test_every_resource_field_comes_from_one_declaration(tmp_path):
+    # Settings and the resources inherit the same config groups: the same field, the same default.
+    from guanaco_dagster.config import group_values
+
+    settings = Settings(home=tmp_path, stress_requests=5, hub_retries=2, vllm_kv_cache_gib=3)
+    resources = _defs(tmp_path).resources
+    for name in ("hub", "pipeline", "deployer"):
+        resource = resources[name]
+        shared = group_values(settings, type(resource))
+        assert shared, name
+        assert set(shared) <= set(type(resource).model_fields), name
+    configured = build_definitions(settings).resources
+    assert configured["pipeline"].stress_requests == 5
+    assert configured["hub"].hub_retries == 2
+    assert configured["deployer"].vllm_kv_cache_gib == 3
