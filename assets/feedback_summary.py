@@ -6,7 +6,8 @@ from assets.latency_report import latency_report
 from assets.live_deployment import live_deployment
 from assets.partitions import submissions_partitions
 from guanaco_dagster.feedback.feedback_report import build_feedback_report, save_feedback_report
-from resources import StoreResource
+from guanaco_dagster.feedback.text_hygiene import markdown_text
+from resources import PrivacyResource, StoreResource
 
 
 @asset(
@@ -15,11 +16,13 @@ from resources import StoreResource
     group_name="feedback",
     kinds={"python"},
 )
-def feedback_summary(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
+def feedback_summary(
+    context: AssetExecutionContext, store: StoreResource, privacy: PrivacyResource
+) -> MaterializeResult:
     """Summarise all the submission's feedback (counts, Wilson interval, categories, samples); store it."""
     submission_id = context.partition_key
     with store.store.session() as session:
-        report = build_feedback_report(session, submission_id)
+        report = build_feedback_report(session, submission_id, privacy.key())
         save_feedback_report(session, submission_id, report)
     summary = report["summary"]
     samples = report["sample_conversations"]
@@ -41,7 +44,10 @@ def _conversations_markdown(samples: list[dict]) -> str:
     parts = []
     for sample in samples:
         verdict = {True: "👍", False: "👎", None: "–"}[sample["thumbs_up"]]
-        lines = [f"**{sample['conversation_id'][:8]}** {verdict} {sample['text']}", ""]
-        lines += [f"> **{m['sender']}**: {m['content']}" for m in sample["messages"]]
+        # Users and bot creators wrote these: shown as literal one-line text, never as Markdown or HTML.
+        lines = [f"**{sample['conversation_id'][:8]}** {verdict} {markdown_text(sample['text'])}", ""]
+        lines += [
+            f"> **{markdown_text(m['sender'])}**: {markdown_text(m['content'])}" for m in sample["messages"]
+        ]
         parts.append("\n".join(lines))
     return "\n\n---\n\n".join(parts)

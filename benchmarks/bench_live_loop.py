@@ -108,6 +108,7 @@ def run(samples: int) -> dict[str, Any]:
     from guanaco_dagster.definitions import build_resources
     from guanaco_dagster.settings import Settings
     from guanaco_dagster.store.database import Store
+    from resources.health import HealthResource
     from sensors.self_heal_sensor import self_heal_sensor
 
     os.environ["GUANACO_HEALTH_MAX_HEALS_PER_HOUR"] = str(samples + 1)
@@ -144,7 +145,8 @@ def run(samples: int) -> dict[str, Any]:
                 )
 
         def tick_sensor() -> bool:
-            sensor_resources = {name: resources[name] for name in ("store", "deployer")}
+            sensor_resources = {name: resources[name] for name in ("store", "deployer", "s3_cache")}
+            sensor_resources["health"] = HealthResource(**HealthSettings().model_dump())
             with build_sensor_context(instance=instance, resources=sensor_resources) as context:
                 result = self_heal_sensor(context)
             return bool(getattr(result, "run_requests", None))

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guanaco_dagster.config import secret_field
 from guanaco_dagster.deployment.local_config import LocalServerConfig
 from guanaco_dagster.stages.hub_download import HubConfig
 from guanaco_dagster.stages.s3_client import S3Config
@@ -49,6 +50,10 @@ class Settings(HubConfig, S3Config, IntakeLimits, StressConfig, Slo, LocalServer
     # The app's bot-response service authenticates beta routes with this token; unset = beta routes off.
     beta_service_token: SecretStr | None = None
     max_request_bytes: int = 1024 * 1024
+    # Keys user pseudonyms (feedback/pseudonym_key.py); unset = a random key created under `home`.
+    pseudonym_key: str | None = secret_field(
+        description="Secret behind user pseudonyms (a long random string)."
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

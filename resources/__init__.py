@@ -7,13 +7,16 @@ hands it the settings' values for exactly those fields, and secrets travel as `E
 from dagster import Definitions
 from dagster_aws.s3 import S3Resource
 
+from guanaco_dagster.beta.health import HealthSettings
 from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
 from guanaco_dagster.settings import Settings
 from guanaco_dagster.submissions.reconciler import ReconcilerSettings
 from resources.config import configured, settings_value
 from resources.deployer import DeployerResource, KubernetesDeployerConfig
+from resources.health import HealthResource
 from resources.hub import HubResource
 from resources.pipeline_config import PipelineConfigResource
+from resources.privacy import PrivacyResource
 from resources.reconciler import ReconcilerResource
 from resources.s3_cache import S3CacheResource
 from resources.store import StoreResource
@@ -48,7 +51,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
             kubernetes=kubernetes,
         ),
         "pipeline": configured(PipelineConfigResource, settings, work_dir=str(settings.work_dir)),
+        "privacy": PrivacyResource(
+            home=str(settings.home), pseudonym_key=settings_value(settings, "pseudonym_key")
+        ),
         "reconciler": ReconcilerResource(**ReconcilerSettings().model_dump()),
+        "health": HealthResource(**HealthSettings().model_dump()),
     }
 
 
@@ -59,8 +66,10 @@ def resource_definitions(settings: Settings) -> Definitions:
 
 __all__ = [
     "DeployerResource",
+    "HealthResource",
     "HubResource",
     "PipelineConfigResource",
+    "PrivacyResource",
     "ReconcilerResource",
     "S3CacheResource",
     "StoreResource",

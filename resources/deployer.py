@@ -41,12 +41,22 @@ class DeployerResource(ConfigurableResource, LocalServerConfig, S3Config):
             platform_pid=self.platform_pid,
         )
 
+    def platform_max_model_len(self) -> int:
+        """The longest context the platform serves: the configured deployer's --max-model-len."""
+        if self.kind == "kubernetes":
+            return self._kubernetes_settings().max_model_len
+        return self.vllm_max_model_len
+
+    def _kubernetes_settings(self) -> KubernetesConfig:
+        from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
+
+        return self.kubernetes or KubernetesSettings()
+
     def _kubernetes_deployer(self) -> Deployer:
         # Imported here: the local default should not pay for the kubernetes client's import.
         from guanaco_dagster.deployment.kubernetes import KubernetesDeployer
-        from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
 
-        settings: KubernetesConfig = self.kubernetes or KubernetesSettings()
+        settings = self._kubernetes_settings()
         # The S3 endpoint and region the pipeline uploads to are the model servers' too, unless the
         # GUANACO_K8S_* settings say otherwise (e.g. a cluster-internal endpoint for the GPU nodes).
         defaults = {"s3_endpoint": self.s3_endpoint, "s3_region": self.s3_region}

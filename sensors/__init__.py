@@ -7,6 +7,7 @@ from sensors.feedback_sensor import feedback_sensor
 from sensors.jobs import feedback_summary_job, submission_pipeline_job
 from sensors.lifecycle import lifecycle_job, lifecycle_sensor
 from sensors.reconciler_sensor import reconciler_sensor
+from sensors.self_heal_sensor import self_heal_sensor
 from sensors.submission_sensor import submission_sensor
 
 ALL_SENSORS = [
@@ -15,6 +16,7 @@ ALL_SENSORS = [
     pipeline_failure_sensor,
     lifecycle_sensor,
     reconciler_sensor,
+    self_heal_sensor,
 ]
 ALL_JOBS = [submission_pipeline_job, feedback_summary_job, lifecycle_job]
 

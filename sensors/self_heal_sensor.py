@@ -1,7 +1,6 @@
 """Self-healing: a deployed model whose server died is redeployed from the S3 cache, a few times an hour."""
 
 from dagster import (
-    AssetKey,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -10,14 +9,16 @@ from dagster import (
     sensor,
 )
 
+from assets import assets_from_stage
 from assets.partitions import submissions_partitions
-from guanaco_dagster.beta.health import HealthSettings
 from guanaco_dagster.beta.self_heal import Heal, heal_dead_models
-from resources import DeployerResource, StoreResource
+from guanaco_dagster.submissions.lifecycle import Status
+from resources import DeployerResource, HealthResource, S3CacheResource, StoreResource
+from resources.leftovers import leftovers_of
 from sensors.jobs import submission_pipeline_job
 
 # The stages a heal re-runs: the artifact is already in the S3 cache.
-HEAL_ASSETS = [AssetKey("live_deployment"), AssetKey("latency_report")]
+HEAL_ASSETS = assets_from_stage(Status.DEPLOYING)
 
 
 def heal_run_request(heal: Heal) -> RunRequest:
@@ -38,9 +39,18 @@ def heal_run_request(heal: Heal) -> RunRequest:
     "GUANACO_HEALTH_MAX_HEALS_PER_HOUR times an hour), then failed with the cause from the server's log.",
 )
 def self_heal_sensor(
-    context: SensorEvaluationContext, store: StoreResource, deployer: DeployerResource
+    context: SensorEvaluationContext,
+    store: StoreResource,
+    deployer: DeployerResource,
+    s3_cache: S3CacheResource,
+    health: HealthResource,
 ) -> SensorResult | SkipReason:
-    outcome = heal_dead_models(store.store, deployer.get_deployer(), HealthSettings())
+    outcome = heal_dead_models(
+        store.store,
+        deployer.get_deployer(),
+        health,
+        leftovers=leftovers_of(deployer=deployer, s3_cache=s3_cache),
+    )
     for submission_id, reason in outcome.failed.items():
         context.log.warning(f"{submission_id} failed: {reason}")
     for heal in outcome.heals:

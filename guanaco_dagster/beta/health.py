@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
@@ -22,10 +22,8 @@ from guanaco_dagster.submissions.lifecycle import Status
 DETAIL_MAX_CHARS = 300
 
 
-class HealthSettings(BaseSettings):
-    """How often deployed servers are checked and how a dead one is healed (`GUANACO_HEALTH_*`)."""
-
-    model_config = SettingsConfigDict(env_prefix="GUANACO_HEALTH_", extra="ignore")
+class HealthConfig(BaseModel):
+    """How often deployed servers are checked and how a dead one is healed."""
 
     check_interval_s: float = Field(
         default=2.0, ge=0, description="Seconds between two checks of every deployed server; 0 = no watcher."
@@ -37,6 +35,12 @@ class HealthSettings(BaseSettings):
     max_heals_per_hour: int = Field(
         default=3, ge=0, description="Restarts of one model per hour before it is failed with the cause."
     )
+
+
+class HealthSettings(HealthConfig, BaseSettings):
+    """`HealthConfig` read from `GUANACO_HEALTH_*` environment variables (the service's watcher)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUANACO_HEALTH_", extra="ignore")
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from guanaco_dagster.beta.health import HealthSettings, failing_models, reset_health
+from guanaco_dagster.beta.health import HealthConfig, HealthSettings, failing_models, reset_health
 from guanaco_dagster.deployment.base import Deployer
 from guanaco_dagster.deployment.local_process import failure_reason
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import SubmissionEvent, utcnow
+from guanaco_dagster.submissions.failure import Leftovers, fail_submission
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.lifecycle_requests import open_request_for
-from guanaco_dagster.submissions.submissions import get_submission, mark_failed, transition
+from guanaco_dagster.submissions.submissions import get_submission, transition
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,18 @@ def heals_since(session: Session, submission_id: str, since: datetime | None = N
 
 
 def heal_dead_models(
-    store: Store, deployer: Deployer, settings: HealthSettings | None = None, now: datetime | None = None
+    store: Store,
+    deployer: Deployer,
+    settings: HealthConfig | None = None,
+    now: datetime | None = None,
+    leftovers: Leftovers | None = None,
 ) -> HealOutcome:
-    """Restart (past the hourly budget: fail) each deployed model failing its check for `heal_after_s`."""
+    """Restart (past the hourly budget: fail) each deployed model failing its check for `heal_after_s`.
+
+    A model that has used its budget fails through `fail_submission` with `leftovers` (default: its server).
+    """
     settings = settings or HealthSettings()
+    leftovers = leftovers or Leftovers.of(deployer)
     now = now or utcnow()
     outcome = HealOutcome()
     with store.session() as session:
@@ -90,6 +99,7 @@ def heal_dead_models(
             outcome.skipped[model.submission_id] = "its server answers the deployer"
             continue
         cause = death_cause(deployer.last_log_lines(model.submission_id), model.detail)
+        reason = ""
         with store.session() as session:
             submission = get_submission(session, model.submission_id, for_update=True)
             if submission.status != Status.DEPLOYED or submission.health_ok is not False:
@@ -104,7 +114,6 @@ def heal_dead_models(
                     f"{cause}: the model server died {recent + 1} times within an hour and was restarted "
                     f"{recent} times; fix the model, then `guanaco redeploy {model.submission_id}`"
                 )
-                mark_failed(session, model.submission_id, reason)
                 outcome.failed[model.submission_id] = reason
             else:
                 attempt = heals_since(session, model.submission_id) + 1
@@ -114,6 +123,11 @@ def heal_dead_models(
                 )
                 transition(session, model.submission_id, Status.DEPLOYING, message=message)
                 outcome.heals.append(Heal(model.submission_id, attempt))
+        if reason:
+            fail_submission(
+                store, model.submission_id, reason, leftovers, unless=lambda s: s.status != Status.DEPLOYED
+            )
+            continue
         # Whatever is left of the old server (a hung process, a Deployment) goes; the heal starts afresh.
         deployer.teardown(model.submission_id)
     return outcome

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from guanaco_dagster.cli.common import fail, reports_errors, stdout
+from guanaco_dagster.cli.common import fail, open_client, print_json, reports_errors, stdout
 from guanaco_dagster.cli.credentials import (
     clear_credentials,
     credentials_path,
@@ -47,3 +47,20 @@ def logout() -> None:
         stdout().print(f"logged out: removed {escape(str(path))}")
     else:
         stdout().print("not logged in: nothing to remove")
+
+
+@reports_errors
+def whoami(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: developer, submissions, url.")] = False,
+) -> None:
+    """Which developer your key belongs to, on which service."""
+    with open_client() as client:
+        me = client.whoami()
+        url = client.base_url
+    if as_json:
+        print_json({**me.model_dump(mode="json"), "url": url})
+        return
+    stdout().print(
+        f"[bold]{escape(me.developer)}[/] on {escape(url)} ({me.submissions} submissions); "
+        f"OpenAI-compatible API: {escape(url)}/v1"
+    )

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from guanaco_dagster.cli.common import fail, open_client, reports_errors, stderr, stdout
+from guanaco_dagster.cli.common import fail, open_client, reports_errors, shown, stderr, stdout
 from guanaco_dagster.cli.personas import DEFAULT_PERSONA, Persona, find_persona, persona_names
 from guanaco_dagster.submissions.lifecycle import Status
 
@@ -44,13 +43,13 @@ def chat(
         if info.status != Status.DEPLOYED:
             fail(f"{submission_id} is '{info.status}', not deployed: chat works once it is deployed")
         out.print(
-            f"chatting with [bold]{escape(info.model_name)}[/] as {escape(persona.name)} — `exit` to stop"
+            f"chatting with [bold]{shown(info.model_name)}[/] as {shown(persona.name)} — `exit` to stop"
         )
         history = [ChatMessageIn(sender="bot", message=persona.first_message)]
-        out.print(f"[bold cyan]{escape(persona.name)}:[/] {escape(persona.first_message)}", soft_wrap=True)
+        out.print(f"[bold cyan]{shown(persona.name)}:[/] {shown(persona.first_message)}", soft_wrap=True)
         while True:
             try:
-                line = out.input(f"[bold]{escape(user_name)}:[/] ").strip()
+                line = out.input(f"[bold]{shown(user_name)}:[/] ").strip()
             except (EOFError, KeyboardInterrupt):
                 out.print()
                 break
@@ -73,11 +72,15 @@ def chat(
                 if error.status < 500:
                     raise
                 history.pop()  # the model was unavailable: let the user send it again
-                stderr().print(f"[red]no reply ({escape(error.message)}); try again[/]")
+                stderr().print(f"[red]no reply ({shown(error.message, multiline=True)}); try again[/]")
                 continue
             if show_input:
-                out.print(f"[dim]--- model input ---\n{escape(response.model_input)}\n---[/]", soft_wrap=True)
+                out.print(
+                    f"[dim]--- model input ---\n{shown(response.model_input, multiline=True)}\n---[/]",
+                    soft_wrap=True,
+                )
             out.print(
-                f"[bold cyan]{escape(persona.name)}:[/] {escape(response.model_output)}", soft_wrap=True
+                f"[bold cyan]{shown(persona.name)}:[/] {shown(response.model_output, multiline=True)}",
+                soft_wrap=True,
             )
             history.append(ChatMessageIn(sender="bot", message=response.model_output))

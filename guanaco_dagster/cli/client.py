@@ -1,16 +1,25 @@
-"""A thin HTTP client for the Guanaco service's developer routes.
+"""The Python SDK of a Guanaco service: `GuanacoClient`, a thin HTTP client for the developer routes.
 
-`GuanacoClient` speaks the same routes and shapes as Chai's public client (chaiverse) and returns the
-service's own response models (`guanaco_dagster.service.schemas`, and `LeaderboardRow`), so the OpenAPI
-schema stays the contract. Nothing here imports SQLAlchemy or the store; the saved credentials live in
-`guanaco_dagster.cli.credentials`.
+    from guanaco_dagster.cli.client import GuanacoClient
+
+    with GuanacoClient.from_login() as guanaco:          # the URL and key `guanaco login` saved
+        submission_id = guanaco.submit({"model_repo": "org/model"})
+        guanaco.get_submission(submission_id).status      # "pending" ... "deployed"
+        guanaco.feedback_frame(submission_id)             # pandas: one row per conversation
+        guanaco.leaderboard_frame()                       # pandas: every model, rated ones first
+
+It speaks the same routes and shapes as Chai's public client (chaiverse) and returns the service's own
+response models (`guanaco_dagster.service.schemas`, and `LeaderboardRow`), so the OpenAPI schema stays the
+contract; the `*_frame` methods return pandas DataFrames (pandas is imported only when they are called).
+A deployed model also answers OpenAI's API: `openai.OpenAI(base_url=client.openai_base_url,
+api_key=<your key>)` with the submission id as the model. Nothing here imports SQLAlchemy or the store.
 """
 
 from __future__ import annotations
 
 import json
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -20,6 +29,9 @@ from guanaco_dagster.feedback.leaderboard_row import LeaderboardRow
 from guanaco_dagster.service.schemas import (
     ChatRequest,
     ChatResponse,
+    Competition,
+    DeveloperInfo,
+    Evaluation,
     FeedbackResponse,
     LifecycleResponse,
     SubmissionInfo,
@@ -27,7 +39,13 @@ from guanaco_dagster.service.schemas import (
     SubmitResponse,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["GuanacoAPIError", "GuanacoClient", "GuanacoError", "ServiceUnreachable"]
+
 _LEADERBOARD = TypeAdapter(dict[str, LeaderboardRow])
+_COMPETITIONS = TypeAdapter(list[Competition])
 
 
 class GuanacoError(Exception):
@@ -87,12 +105,33 @@ def _field_error(item: Any) -> str:
 
 
 class GuanacoClient:
-    """The developer routes of one Guanaco service, authenticated with a developer key."""
+    """The developer routes of one Guanaco service, authenticated with a developer key.
 
-    def __init__(self, base_url: str, key: str | None, timeout: float = 60) -> None:
+    `base_url` is the service (e.g. "http://127.0.0.1:8080"); `key` a developer key (`guanaco admin
+    create-key`), needed by every route but the public leaderboard and competitions. Errors raise
+    `ServiceUnreachable` (no answer) or `GuanacoAPIError` (an error status, with the service's `detail`).
+    Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(self, base_url: str, key: str | None = None, timeout: float = 60) -> None:
         self.base_url = base_url.rstrip("/")
+        self.has_key = bool(key)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_login(cls, timeout: float = 60) -> GuanacoClient:
+        """A client for the service and key `guanaco login` saved (or `GUANACO_SERVICE_URL`/`GUANACO_KEY`)."""
+        from guanaco_dagster.cli.credentials import resolve_credentials
+
+        credentials = resolve_credentials()
+        return cls(credentials.url, credentials.key, timeout=timeout)
+
+    @property
+    def openai_base_url(self) -> str:
+        """The service's OpenAI-compatible base URL: give it to any OpenAI client with your key as the API
+        key and a deployed submission id as the model."""
+        return f"{self.base_url}/v1"
 
     def __enter__(self) -> GuanacoClient:
         return self
@@ -123,6 +162,10 @@ class GuanacoClient:
     def health(self) -> dict[str, str]:
         """`GET /health`: the service and its database answer."""
         return self._request("GET", "/health")
+
+    def whoami(self) -> DeveloperInfo:
+        """`GET /developers/me`: the developer the key belongs to and how many submissions they made."""
+        return DeveloperInfo.model_validate(self._request("GET", "/developers/me"))
 
     def submit(self, request: SubmitRequest | dict[str, Any]) -> str:
         """`POST /models/submit`; returns the new submission's id."""
@@ -164,9 +207,37 @@ class GuanacoClient:
         """`GET /feedback/{id}`: every conversation with feedback (anonymised) and the latest summary."""
         return FeedbackResponse.model_validate(self._request("GET", f"/feedback/{_segment(submission_id)}"))
 
+    def feedback_frame(self, submission_id: str) -> pd.DataFrame:
+        """The submission's feedback as a DataFrame, one row per conversation (chaiverse's `Feedback.df`
+        columns, plus `message_count` and `feedback_at`)."""
+        from guanaco_dagster.cli.frames import feedback_frame
+
+        return feedback_frame(self.feedback(submission_id))
+
+    def conversations_frame(self, submission_id: str) -> pd.DataFrame:
+        """Every message of the submission's conversations with feedback, one row per message."""
+        from guanaco_dagster.cli.frames import conversations_frame
+
+        return conversations_frame(self.feedback(submission_id))
+
     def leaderboard(self) -> dict[str, LeaderboardRow]:
-        """`GET /leaderboard`: every model that served users, keyed by submission id, best first."""
+        """`GET /leaderboard` (public): every model that reached users, keyed by submission id, in rank
+        order; models with too little feedback are `provisional` and come after every rated one."""
         return _LEADERBOARD.validate_python(self._request("GET", "/leaderboard"))
+
+    def leaderboard_frame(self) -> pd.DataFrame:
+        """The leaderboard as a DataFrame indexed by rank (rated models first)."""
+        from guanaco_dagster.cli.frames import leaderboard_frame
+
+        return leaderboard_frame(self.leaderboard())
+
+    def competitions(self) -> list[Competition]:
+        """`GET /competitions` (public): monthly windows over the leaderboard, the current month last."""
+        return _COMPETITIONS.validate_python(self._request("GET", "/competitions"))
+
+    def evaluate(self, submission_id: str) -> Evaluation:
+        """`GET /models/{id}/evaluate`: the model's leaderboard row, latency test and feedback summary."""
+        return Evaluation.model_validate(self._request("GET", f"/models/{_segment(submission_id)}/evaluate"))
 
 
 def _segment(value: str) -> str:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from guanaco_dagster.cli.credentials import KEY_ENV, resolve_credentials
+from guanaco_dagster.feedback.text_hygiene import clean_text
 from guanaco_dagster.submissions.lifecycle import TERMINAL, Status
 
 if TYPE_CHECKING:
@@ -47,9 +48,15 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def shown(text: str, *, multiline: bool = False) -> str:
+    """Text from the service or another person, ready for rich markup: terminal escapes and control
+    characters removed (newlines and tabs kept when `multiline`), markup brackets escaped."""
+    return escape(clean_text(text, multiline=multiline))
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Tell the user what went wrong (in red, on stderr) and exit."""
-    stderr().print(f"[bold red]error:[/] {escape(message)}")
+    stderr().print(f"[bold red]error:[/] {shown(message, multiline=True)}")
     raise typer.Exit(code)
 
 
@@ -85,12 +92,30 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def open_client() -> GuanacoClient:
-    """A client for the saved (or configured) service URL and developer key."""
+def open_client(needs_key: bool = True) -> GuanacoClient:
+    """A client for the saved (or configured) service URL and developer key.
+
+    Without a key, commands that need one stop here with what to do, rather than failing at the service
+    (which may not even be the one the user means: nobody told the CLI where it is).
+    """
     from guanaco_dagster.cli.client import GuanacoClient
 
     credentials = resolve_credentials()
+    if needs_key and credentials.key is None:
+        fail(f"not logged in: run `guanaco login` (or set {KEY_ENV})")
     return GuanacoClient(credentials.url, credentials.key)
+
+
+def installed_version() -> str:
+    """The installed version of the thin client (`guanaco-client`) or of the platform (`guanaco`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("guanaco-client", "guanaco"):
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    return "unknown (not installed: running from a checkout)"
 
 
 def print_json(data: Any) -> None:
@@ -100,7 +125,7 @@ def print_json(data: Any) -> None:
 
 def styled_status(status: str) -> str:
     """A status in its colour: green when deployed, red when failed, dim when retired, yellow on the way."""
-    return f"[{STATUS_STYLES.get(status, IN_PROGRESS_STYLE)}]{escape(status)}[/]"
+    return f"[{STATUS_STYLES.get(status, IN_PROGRESS_STYLE)}]{shown(status)}[/]"
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from guanaco_dagster.feedback.text_hygiene import clean_line
 from guanaco_dagster.submissions.lifecycle import PIPELINE_STAGES, Status
 from guanaco_dagster.submissions.waterfall import StageRow
 
@@ -70,7 +72,12 @@ def waterfall_table(
         lead = int(row.start_offset_s * scale)
         bar = " " * lead + "█" * max(1, int(duration * scale))
         style = "red" if row.succeeded is False else "green"
-        table.add_row(row.stage, f"{row.start_offset_s:.1f} s", f"{duration:.1f} s", f"[{style}]{bar}[/]")
+        table.add_row(
+            escape(clean_line(row.stage)),
+            f"{row.start_offset_s:.1f} s",
+            f"{duration:.1f} s",
+            f"[{style}]{bar}[/]",
+        )
     for label, at_s in extra:
         table.add_row(label, f"{at_s:.1f} s", "", " " * int(at_s * scale) + "◆")
     return table
@@ -90,5 +97,5 @@ def summary_table(summary: dict) -> Table:
     table.add_row("mean conversation length", f"{summary['mean_conversation_length']:.1f} messages")
     table.add_row("repetition (consecutive bot replies)", f"{summary['repetition_score']:.2f}")
     for category, count in summary["category_counts"].items():
-        table.add_row(f"category: {category}", str(count))
+        table.add_row(f"category: {escape(clean_line(category))}", str(count))
     return table

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from guanaco_dagster.cli.common import open_client, print_json, reports_errors, stdout, styled_status
+from guanaco_dagster.cli.common import open_client, print_json, reports_errors, shown, stdout, styled_status
 from guanaco_dagster.cli.console import summary_table
+from guanaco_dagster.feedback.text_hygiene import clean_text
 
 if TYPE_CHECKING:
-    from guanaco_dagster.service.schemas import ConversationFeedback, FeedbackResponse
+    from guanaco_dagster.service.schemas import FeedbackResponse
 
 SAMPLE_CONVERSATIONS = 3
-
-
-def conversation_text(conversation: ConversationFeedback) -> str:
-    """A conversation as "sender: message" lines, deleted messages left out."""
-    return "\n".join(f"{m.sender.name}: {m.content}" for m in conversation.messages if not m.deleted)
+RATE_COLUMN = "ratio (95% interval)"
+PROVISIONAL_NOTE = "* provisional: too little feedback yet to be ranked among rated models"
 
 
 def _thumb(thumbs_up: bool) -> str:
@@ -43,10 +39,14 @@ def feedback(
     if as_json:
         print_json(response.model_dump(mode="json"))
     elif as_csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["conversation", "thumbs_up", "text", "conversation_text"])
-        for key, conversation in response.feedback.items():
-            writer.writerow([key, conversation.thumbs_up, conversation.text, conversation_text(conversation)])
+        # The SDK's `feedback_frame`: the same rows a script gets, with chaiverse's column names.
+        from guanaco_dagster.cli.frames import feedback_frame
+
+        # CSV reaches terminals too: the same cleaning as the table (newlines stay, inside quotes).
+        frame = feedback_frame(response).map(
+            lambda value: clean_text(value) if isinstance(value, str) else value
+        )
+        frame.to_csv(sys.stdout, index=False)
     else:
         _print_feedback(stdout(), submission_id, response)
 
@@ -54,7 +54,7 @@ def feedback(
 def _print_feedback(out: Console, submission_id: str, response: FeedbackResponse) -> None:
     count = len(response.feedback)
     out.print(
-        f"[bold]{escape(submission_id)}[/]: {count} conversations with feedback — "
+        f"[bold]{shown(submission_id)}[/]: {count} conversations with feedback — "
         f"👍 {response.thumbs_up} / 👎 {response.thumbs_down}"
     )
     if count == 0:
@@ -67,57 +67,64 @@ def _print_feedback(out: Console, submission_id: str, response: FeedbackResponse
     newest = list(response.feedback.items())[-SAMPLE_CONVERSATIONS:]
     out.print(f"[bold]newest {len(newest)} conversations[/]")
     for key, conversation in reversed(newest):
-        text = f" “{escape(conversation.text)}”" if conversation.text else ""
-        out.print(f"\n{_thumb(conversation.thumbs_up)}{text}  [dim]{escape(key)}[/]")
+        text = f" “{shown(conversation.text, multiline=True)}”" if conversation.text else ""
+        out.print(f"\n{_thumb(conversation.thumbs_up)}{text}  [dim]{shown(key)}[/]")
         for message in conversation.messages:
             if not message.deleted:
-                out.print(f"  [cyan]{escape(message.sender.name)}:[/] {escape(message.content)}")
+                out.print(
+                    f"  [cyan]{shown(message.sender.name)}:[/] {shown(message.content, multiline=True)}"
+                )
 
 
 def _number(value: float | None, pattern: str = "{:.2f}") -> str:
-    return "–" if value is None else pattern.format(value)
+    return "–" if _missing(value) else pattern.format(value)
 
 
 @reports_errors
 def leaderboard(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON keyed by submission id.")] = False,
 ) -> None:
-    """Every model that served users, ranked on feedback, engagement, repetition and latency."""
-    with open_client() as client:
-        entries = client.leaderboard()
-    ordered = sorted(
-        entries.items(), key=lambda item: (item[1].overall_rank is None, item[1].overall_rank or 0)
-    )
+    """Every model that reached users, ranked on feedback, engagement, repetition and latency (public)."""
+    from guanaco_dagster.cli.frames import leaderboard_frame
+
+    # The leaderboard is public: no key needed.
+    with open_client(needs_key=False) as client:
+        board = leaderboard_frame(client.leaderboard())
     if as_json:
-        print_json({sid: entry.to_dict() for sid, entry in ordered})
+        print_json({row["submission_id"]: row for row in board.to_dict(orient="records")})
         return
     out = stdout()
-    if not ordered:
-        out.print("the leaderboard is empty: no model has served users yet")
+    if board.empty:
+        out.print("the leaderboard is empty: no model has reached users yet")
         return
-    table = Table(title="Leaderboard")
-    for column in ("rank", "submission id", "model", "developer", "status", "👍 / 👎", "ratio ± se"):
-        table.add_column(column, no_wrap=column == "submission id")
-    table.add_column("wilson low", justify="right")
+    table = Table(title="Leaderboard", caption=PROVISIONAL_NOTE)
+    for column in ("rank", "submission id", "model", "developer", "status", "👍 / 👎", RATE_COLUMN):
+        table.add_column(column, no_wrap=column in ("submission id", RATE_COLUMN))
     for column in ("conv. length", "repetition", "p95 latency"):
         table.add_column(column, justify="right")
-    for submission_id, entry in ordered:
-        ratio = (
-            "–"
-            if entry.thumbs_up_ratio is None
-            else f"{entry.thumbs_up_ratio:.2f} ± {_number(entry.thumbs_up_ratio_se)}"
-        )
+    for row in board.itertuples(index=False):
         table.add_row(
-            _number(entry.overall_rank, "{}"),
-            escape(submission_id),
-            escape(entry.model_name),
-            escape(entry.developer),
-            styled_status(entry.status),
-            f"{entry.thumbs_up} / {entry.thumbs_down}",
-            ratio,
-            _number(entry.wilson_lower_bound),
-            _number(entry.mean_conversation_length, "{:.1f}"),
-            _number(entry.repetition_score),
-            _number(entry.latency_p95_s, "{:.2f} s"),
+            f"{row.overall_rank}{'*' if row.provisional else ''}",
+            shown(row.submission_id),
+            shown(row.model_name),
+            shown(row.developer),
+            styled_status(row.status),
+            f"{row.thumbs_up} / {row.thumbs_down}",
+            _rate(row.thumbs_up_ratio, row.wilson_lower_bound, row.wilson_upper_bound),
+            _number(row.mean_conversation_length, "{:.1f}"),
+            _number(row.repetition_score),
+            _number(row.latency_p95_s, "{:.2f} s"),
         )
     out.print(table)
+
+
+def _rate(ratio: float | None, low: float | None, high: float | None) -> str:
+    """ "0.67 (0.30–0.90)": the thumbs-up ratio with its Wilson interval."""
+    if _missing(ratio):
+        return "–"
+    return f"{ratio:.2f} ({low:.2f}–{high:.2f})"
+
+
+def _missing(value: object) -> bool:
+    # A frame holds NaN where the service sent null.
+    return value is None or value != value

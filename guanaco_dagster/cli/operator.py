@@ -35,6 +35,13 @@ def serve(
 def up(
     port: Annotated[int, typer.Option(help="Dagster UI (dagster-webserver) port.")] = 3000,
     service_port: Annotated[int, typer.Option(help="Guanaco service port.")] = 8080,
+    rotate_beta_token: Annotated[
+        bool,
+        typer.Option(
+            "--rotate-beta-token",
+            help="Replace the saved beta service token with a new one (give it to the app).",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole platform here (S3 cache, Dagster daemon and UI, the service) until Ctrl-C."""
     from guanaco_dagster.embedded.platform import EmbeddedPlatform
@@ -42,7 +49,9 @@ def up(
 
     settings = load_settings()
     console = stdout()
-    platform = EmbeddedPlatform(settings, webserver_port=port, service_port=service_port)
+    platform = EmbeddedPlatform(
+        settings, webserver_port=port, service_port=service_port, rotate_beta_token=rotate_beta_token
+    )
     with console.status("starting the S3 cache, Dagster and the Guanaco service…"):
         platform.__enter__()  # also turns SIGTERM into a clean exit
     try:

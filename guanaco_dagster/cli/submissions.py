@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from guanaco_dagster.cli.common import (
@@ -18,6 +17,7 @@ from guanaco_dagster.cli.common import (
     open_client,
     print_json,
     reports_errors,
+    shown,
     stderr,
     stdout,
     styled_status,
@@ -116,11 +116,11 @@ def submit(
             if as_json:
                 print_json({"submission_id": submission_id})
             else:
-                out.print(f"submitted {escape(repo)}@{escape(revision)} as [bold]{escape(submission_id)}[/]")
-                out.print(f"follow it with: guanaco status {escape(submission_id)}")
+                out.print(f"submitted {shown(repo)}@{shown(revision)} as [bold]{shown(submission_id)}[/]")
+                out.print(f"follow it with: guanaco status {shown(submission_id)}")
             return
         if not as_json:
-            out.print(f"submitted {escape(repo)}@{escape(revision)} as [bold]{escape(submission_id)}[/]")
+            out.print(f"submitted {shown(repo)}@{shown(revision)} as [bold]{shown(submission_id)}[/]")
             out.print("waiting for the pipeline (Ctrl-C stops waiting, not the submission)…")
         info = _follow(client, submission_id, timeout, out if not as_json else None)
     if as_json:
@@ -172,12 +172,14 @@ def _follow(
 
 
 def _print_outcome(out: Console, info: SubmissionInfo) -> None:
-    sid = escape(info.submission_id)
+    sid = shown(info.submission_id)
     if info.status == Status.DEPLOYED:
         took = f" in {info.time_to_deployed_s:.1f} s" if info.time_to_deployed_s is not None else ""
         out.print(f"[bold green]deployed[/]{took}: chat with it with `guanaco chat {sid}`")
     elif info.status == Status.FAILED:
-        stderr().print(f"[bold red]failed:[/] {escape(info.failure_reason or 'no reason recorded')}")
+        stderr().print(
+            f"[bold red]failed:[/] {shown(info.failure_reason or 'no reason recorded', multiline=True)}"
+        )
     else:
         out.print(f"{sid} is {styled_status(info.status)}")
 
@@ -200,7 +202,7 @@ def list_submissions(
     table.add_column("submission id", no_wrap=True)
     table.add_column("status")
     for submission_id, status in submissions.items():
-        table.add_row(escape(submission_id), styled_status(status))
+        table.add_row(shown(submission_id), styled_status(status))
     out.print(table)
 
 
@@ -216,18 +218,22 @@ def status(
         print_json(info.model_dump(mode="json"))
         return
     out = stdout()
-    details = Table(title=escape(info.submission_id), show_header=False)
+    details = Table(title=shown(info.submission_id), show_header=False)
     details.add_column("field", style="bold")
     details.add_column("value")
     details.add_row("status", styled_status(info.status))
     if info.failure_reason:
-        details.add_row("failure reason", f"[red]{escape(info.failure_reason)}[/]")
+        details.add_row("failure reason", f"[red]{shown(info.failure_reason, multiline=True)}[/]")
     revision = info.hf_revision + (f" ({info.resolved_revision})" if info.resolved_revision else "")
-    details.add_row("model", f"{escape(info.model_repo)}@{escape(revision)}")
-    details.add_row("model name", escape(info.model_name))
+    details.add_row("model", f"{shown(info.model_repo)}@{shown(revision)}")
+    details.add_row("model name", shown(info.model_name))
     details.add_row("submitted", timestamp(info.timestamp))
     if info.time_to_deployed_s is not None:
         details.add_row("time to deployed", f"{info.time_to_deployed_s:.1f} s (target 300 s)")
+    if info.status == Status.DEPLOYED:
+        details.add_row(
+            "OpenAI API", f"base URL {shown(client.openai_base_url)}, model {shown(info.submission_id)}"
+        )
     out.print(details)
     if info.stages:
         out.print(_waterfall(info))
@@ -247,14 +253,15 @@ def logs(
     out = stdout()
     for entry in info.logs:
         style = "red" if entry.level == "ERROR" else "dim"
-        out.print(f"[{style}]{timestamp(entry.timestamp)}  {entry.level:<5}[/]  {escape(entry.entry)}")
+        text = shown(entry.entry, multiline=True)
+        out.print(f"[{style}]{timestamp(entry.timestamp)}  {entry.level:<5}[/]  {text}")
 
 
 # --- lifecycle actions: the service records the request, Dagster carries it out ------------------------
 
 
 def _print_lifecycle(response: LifecycleResponse) -> None:
-    sid = escape(response.submission_id)
+    sid = shown(response.submission_id)
     stdout().print(
         f"requested {response.action} of [bold]{sid}[/] (request #{response.request_id}); it is "
         f"{styled_status(response.status)} until Dagster carries it out: `guanaco status {sid}`"

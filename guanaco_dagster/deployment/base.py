@@ -9,11 +9,16 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DeploymentSpec:
-    """Serve the artifact at `artifact_uri` for one submission under `served_model_name`."""
+    """Serve the artifact at `artifact_uri` for one submission under `served_model_name`.
+
+    `max_model_len` is the context length to serve (the smaller of the model's own limit and the
+    platform's); None leaves the deployer's configured length.
+    """
 
     submission_id: str
     artifact_uri: str
     served_model_name: str
+    max_model_len: int | None = None
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,13 @@ def vllm_args(settings: KubernetesConfig) -> list[str]:
     return args
 
 
+def served_context_length(spec: DeploymentSpec, settings: KubernetesConfig) -> int:
+    """The spec's context length, never above the cluster's limit (a model's own limit may be lower)."""
+    if spec.max_model_len is None:
+        return settings.max_model_len
+    return min(spec.max_model_len, settings.max_model_len)
+
+
 def serve_args(spec: DeploymentSpec, settings: KubernetesConfig) -> list[str]:
     """Arguments of `python3 -m inference.serve` for `spec`; vLLM's own arguments follow a `--`."""
     args = [
@@ -100,7 +107,7 @@ def serve_args(spec: DeploymentSpec, settings: KubernetesConfig) -> list[str]:
         "--kv-cache-gib",
         str(settings.kv_cache_gib),
         "--max-model-len",
-        str(settings.max_model_len),
+        str(served_context_length(spec, settings)),
         "--work-dir",
         SCRATCH_DIR,
         # Eager mode only pays off on CPU; GPU servers keep vLLM's CUDA graphs.

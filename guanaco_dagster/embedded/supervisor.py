@@ -8,6 +8,7 @@ child's log. It never gives up: only stopping the platform stops it.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from guanaco_dagster.deployment.local_process import log_tail
 
 LOG_TAIL_LINES = 20
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass
@@ -37,6 +39,12 @@ def describe_exit(code: int) -> str:
         with contextlib.suppress(ValueError):
             return f"code {code} ({signal.Signals(-code).name})"
     return f"code {code}"
+
+
+def readable_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` non-blank lines of a log, without terminal colour codes."""
+    text = ANSI_ESCAPE.sub("", log_tail(path, lines * 4))
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
 def backoff_s(attempt: int, base_s: float = 1.0, max_s: float = 30.0) -> float:
@@ -106,7 +114,7 @@ class Supervisor:
         self._attempts[child.name] += 1
         delay_s = backoff_s(self._attempts[child.name], self.backoff_base_s, self.backoff_max_s)
         self._restart_at[child.name] = now + delay_s
-        tail = log_tail(child.log_path, LOG_TAIL_LINES)
+        tail = readable_tail(child.log_path)
         self.report(
             f"the platform's {child.name} exited with {describe_exit(code)}; restarting it in "
             f"{delay_s:.0f} s (attempt {self._attempts[child.name]}). "

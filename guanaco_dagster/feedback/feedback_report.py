@@ -7,29 +7,34 @@ from sqlalchemy.orm import Session, selectinload
 
 from guanaco_dagster.feedback.anonymise import mask_pii, pseudonymise
 from guanaco_dagster.feedback.feedback_metrics import FeedbackItem, summarise_feedback
+from guanaco_dagster.feedback.text_hygiene import clean_line, clean_text
 from guanaco_dagster.store.models import Conversation, Feedback, FeedbackSummaryRow, utcnow
 
 SAMPLE_CONVERSATIONS = 3
 
 
-def anonymised_conversation(conversation: Conversation, feedback: Feedback | None) -> dict[str, object]:
-    """A conversation as a developer may see it: pseudonymous user, PII masked."""
-    user = pseudonymise(conversation.user_id, salt=conversation.submission_id)
+def anonymised_conversation(
+    conversation: Conversation, feedback: Feedback | None, pseudonym_key: bytes
+) -> dict[str, object]:
+    """A conversation as a developer may see it: pseudonymous user, PII masked, control characters gone."""
+    user = pseudonymise(conversation.user_id, salt=conversation.submission_id, key=pseudonym_key)
+    bot_name = clean_line(conversation.bot_name)
     return {
         "conversation_id": conversation.id,
         "user": user,
-        "bot_name": conversation.bot_name,
+        "bot_name": bot_name,
         "messages": [
             {
-                "sender": conversation.bot_name if m.sender == "bot" else user,
-                "content": mask_pii(m.content),
+                "sender": bot_name if m.sender == "bot" else user,
+                "from_bot": m.sender == "bot",
+                "content": mask_pii(clean_text(m.content)),
                 "sent_date": m.sent_at.isoformat(),
                 "deleted": m.deleted,
             }
             for m in conversation.messages
         ],
         "thumbs_up": feedback.thumbs_up if feedback else None,
-        "text": mask_pii(feedback.text) if feedback else "",
+        "text": mask_pii(clean_text(feedback.text)) if feedback else "",
     }
 
 
@@ -45,7 +50,7 @@ def feedback_with_conversations(session: Session, submission_id: str) -> list[Fe
     )
 
 
-def build_feedback_report(session: Session, submission_id: str) -> dict[str, object]:
+def build_feedback_report(session: Session, submission_id: str, pseudonym_key: bytes) -> dict[str, object]:
     """Summary statistics and the newest few anonymised conversations of one submission."""
     feedback = feedback_with_conversations(session, submission_id)
     items = [
@@ -58,7 +63,9 @@ def build_feedback_report(session: Session, submission_id: str) -> dict[str, obj
         for f in feedback
     ]
     summary = summarise_feedback(items)
-    samples = [anonymised_conversation(f.conversation, f) for f in feedback[-SAMPLE_CONVERSATIONS:]]
+    samples = [
+        anonymised_conversation(f.conversation, f, pseudonym_key) for f in feedback[-SAMPLE_CONVERSATIONS:]
+    ]
     return {
         "submission_id": submission_id,
         "summary": summary.to_dict(),

@@ -1,17 +1,34 @@
-"""The leaderboard: every model that has served users, ranked on feedback, engagement and latency."""
+"""The leaderboard: every model that reached users, ranked on feedback, engagement and latency.
+
+Ranking rules, chosen so a row's place can be trusted:
+- only models with at least one conversation are listed (a deployed model nobody talked to has no score);
+- a model with fewer than `min_feedback` thumbs is *provisional*: listed, but below every rated model;
+- within each group the overall score is the mean of the model's rank on each metric, and a missing metric
+  counts as last place (averaging only the metrics a model has let a model with nothing but a latency win);
+- every thumbs-up ratio comes with its 95% Wilson interval.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from guanaco_dagster.feedback.feedback_metrics import thumbs_up_standard_error, wilson_interval
 from guanaco_dagster.feedback.leaderboard_row import LeaderboardRow
-from guanaco_dagster.store.models import Developer, Feedback, FeedbackSummaryRow, LatencyReportRow, Submission
+from guanaco_dagster.store.models import (
+    Conversation,
+    Developer,
+    Feedback,
+    FeedbackSummaryRow,
+    LatencyReportRow,
+    Submission,
+)
 from guanaco_dagster.submissions.lifecycle import Status
 
 LISTED_STATUSES = (Status.DEPLOYED, Status.INACTIVE, Status.TORNDOWN)
-# (field, True when higher is better): the overall rank is the mean of a model's rank on each.
+# (field, True when higher is better): the overall score is the mean of a model's rank on each.
 RANKED_METRICS = (
     ("wilson_lower_bound", True),
     ("mean_conversation_length", True),
@@ -20,26 +37,39 @@ RANKED_METRICS = (
 )
 
 
-def _rank_positions(rows: list[LeaderboardRow], field: str, higher_is_better: bool) -> dict[str, int]:
+def _metric_ranks(rows: list[LeaderboardRow], field: str, higher_is_better: bool) -> dict[str, int]:
+    """Each row's place on one metric, 1 = best; rows without the metric share the last place."""
     scored = [r for r in rows if getattr(r, field) is not None]
     ordered = sorted(scored, key=lambda r: getattr(r, field), reverse=higher_is_better)
-    return {row.submission_id: position for position, row in enumerate(ordered, start=1)}
+    places = {row.submission_id: place for place, row in enumerate(ordered, start=1)}
+    return {row.submission_id: places.get(row.submission_id, len(rows)) for row in rows}
 
 
-def rank_rows(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
-    """Set each row's overall score (mean rank over the metrics it has) and rank; best first."""
-    positions = [_rank_positions(rows, field, higher) for field, higher in RANKED_METRICS]
+def _score_group(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
+    """Set each row's overall score within its group and return the group best first."""
+    ranks = [_metric_ranks(rows, field, higher) for field, higher in RANKED_METRICS]
     for row in rows:
-        ranks = [p[row.submission_id] for p in positions if row.submission_id in p]
-        row.overall_score = sum(ranks) / len(ranks) if ranks else None
-    rows.sort(key=lambda r: (r.overall_score is None, r.overall_score or 0.0, -r.total_feedback_count))
-    for position, row in enumerate(rows, start=1):
-        row.overall_rank = position if row.overall_score is not None else None
-    return rows
+        row.overall_score = sum(r[row.submission_id] for r in ranks) / len(ranks)
+    # Ties go to the model with more evidence: the higher Wilson bound, then more feedback.
+    return sorted(
+        rows,
+        key=lambda r: (r.overall_score, -(r.wilson_lower_bound or 0.0), -r.total_feedback_count),
+    )
 
 
-def build_leaderboard(session: Session) -> list[LeaderboardRow]:
-    """One row per model that reached users (deployed, or retired after serving), ranked."""
+def rank_rows(rows: list[LeaderboardRow], min_feedback: int) -> list[LeaderboardRow]:
+    """Mark provisional rows, score rated and provisional rows apart, and number them rated first."""
+    for row in rows:
+        row.provisional = row.total_feedback_count < min_feedback
+    rated = _score_group([r for r in rows if not r.provisional])
+    provisional = _score_group([r for r in rows if r.provisional])
+    ranked = rated + provisional
+    for place, row in enumerate(ranked, start=1):
+        row.overall_rank = place
+    return ranked
+
+
+def _per_submission_counts(session: Session):
     votes = (
         select(
             Feedback.submission_id,
@@ -49,40 +79,76 @@ def build_leaderboard(session: Session) -> list[LeaderboardRow]:
         .group_by(Feedback.submission_id)
         .subquery()
     )
+    conversations = (
+        select(Conversation.submission_id, func.count().label("n"))
+        .group_by(Conversation.submission_id)
+        .subquery()
+    )
+    return votes, conversations
+
+
+def build_leaderboard(
+    session: Session,
+    min_feedback: int,
+    submitted_after: datetime | None = None,
+    submitted_before: datetime | None = None,
+) -> list[LeaderboardRow]:
+    """One row per model that reached users (optionally only those submitted in a window), ranked."""
+    votes, conversations = _per_submission_counts(session)
     query = (
         select(
             Submission,
             Developer.name,
             votes.c.up,
             votes.c.n,
+            conversations.c.n,
             FeedbackSummaryRow.summary,
             LatencyReportRow.report,
         )
         .join(Developer, Developer.id == Submission.developer_id)
+        .join(conversations, conversations.c.submission_id == Submission.id)
         .outerjoin(votes, votes.c.submission_id == Submission.id)
         .outerjoin(FeedbackSummaryRow, FeedbackSummaryRow.submission_id == Submission.id)
         .outerjoin(LatencyReportRow, LatencyReportRow.submission_id == Submission.id)
-        .where(Submission.status.in_(list(LISTED_STATUSES)))
+        .where(Submission.status.in_(list(LISTED_STATUSES)), conversations.c.n > 0)
     )
-    rows = []
-    for submission, developer, up, total, summary_doc, latency in session.execute(query):
-        up, total = int(up or 0), int(total or 0)
-        summary = (summary_doc or {}).get("summary", {})
-        rows.append(
-            LeaderboardRow(
-                submission_id=submission.id,
-                model_name=submission.model_name,
-                developer=developer,
-                status=submission.status,
-                thumbs_up=up,
-                thumbs_down=total - up,
-                total_feedback_count=total,
-                thumbs_up_ratio=up / total if total else None,
-                thumbs_up_ratio_se=thumbs_up_standard_error(up, total) if total else None,
-                wilson_lower_bound=wilson_interval(up, total)[0] if total else None,
-                mean_conversation_length=summary.get("mean_conversation_length") if total else None,
-                repetition_score=summary.get("repetition_score") if total else None,
-                latency_p95_s=(latency or {}).get("latency_p95_s"),
-            )
-        )
-    return rank_rows(rows)
+    if submitted_after is not None:
+        query = query.where(Submission.created_at >= submitted_after)
+    if submitted_before is not None:
+        query = query.where(Submission.created_at < submitted_before)
+    rows = [_row(*result) for result in session.execute(query)]
+    return rank_rows(rows, min_feedback)
+
+
+def _row(
+    submission: Submission,
+    developer: str,
+    up: int | None,
+    total: int | None,
+    conversation_count: int,
+    summary_doc: dict | None,
+    latency: dict | None,
+) -> LeaderboardRow:
+    up, total = int(up or 0), int(total or 0)
+    summary = (summary_doc or {}).get("summary", {}) if total else {}
+    low, high = wilson_interval(up, total) if total else (None, None)
+    return LeaderboardRow(
+        submission_id=submission.id,
+        model_name=submission.model_name,
+        developer=developer,
+        developer_uid=developer,
+        status=submission.status,
+        model_repo=submission.model_repo,
+        timestamp=submission.created_at.isoformat(),
+        thumbs_up=up,
+        thumbs_down=total - up,
+        total_feedback_count=total,
+        conversation_count=int(conversation_count),
+        thumbs_up_ratio=up / total if total else None,
+        thumbs_up_ratio_se=thumbs_up_standard_error(up, total) if total else None,
+        wilson_lower_bound=low,
+        wilson_upper_bound=high,
+        mean_conversation_length=summary.get("mean_conversation_length"),
+        repetition_score=summary.get("repetition_score"),
+        latency_p95_s=(latency or {}).get("latency_p95_s"),
+    )

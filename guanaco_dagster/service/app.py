@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, HTTPException
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,9 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guanaco_dagster.beta.health_watcher import watching_health
 from guanaco_dagster.service.dependencies import SessionDep
 from guanaco_dagster.service.errors import install_error_handlers
-from guanaco_dagster.service.routes import beta, feedback, models
+from guanaco_dagster.service.routes import beta, developers, feedback, leaderboard, models, openai_proxy
 from guanaco_dagster.settings import Settings, load_settings
-from guanaco_dagster.store.database import Store
+from guanaco_dagster.store.database import SERVICE_WORKER_THREADS, Store
 
 
 class BodySizeLimit:
@@ -66,9 +67,14 @@ class _TooLarge(HTTPException):
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # More threads than concurrent requests: a sync route's response is validated on a second thread
+    # while its transaction is still open, so a full pool deadlocks (fastapi/fastapi#3205).
+    anyio.to_thread.current_default_thread_limiter().total_tokens = SERVICE_WORKER_THREADS
     # Deployed model servers are checked while the service runs, so routing skips dead ones.
-    with watching_health(app.state.store):
-        yield
+    # One connection pool for every request the OpenAI-compatible routes relay to model servers.
+    async with openai_proxy.model_server_client() as app.state.model_http:
+        with watching_health(app.state.store):
+            yield
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -85,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = Store(settings.resolved_database_url).migrate()
     app.include_router(models.router)
     app.include_router(feedback.router)
+    app.include_router(leaderboard.router)
+    app.include_router(developers.router)
+    app.include_router(openai_proxy.router)
     app.include_router(beta.router)
     install_error_handlers(app)
 

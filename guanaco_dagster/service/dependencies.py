@@ -10,6 +10,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from guanaco_dagster.feedback.pseudonym_key import pseudonym_key
 from guanaco_dagster.settings import Settings
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import Developer
@@ -20,6 +21,14 @@ bearer = HTTPBearer(auto_error=False, description="A developer key (`guanaco adm
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def get_pseudonym_key(settings: Annotated[Settings, Depends(get_settings)]) -> bytes:
+    """The secret user pseudonyms are made with (GUANACO_PSEUDONYM_KEY, or the key under the home)."""
+    return pseudonym_key(settings.home, settings.pseudonym_key)
+
+
+PseudonymKeyDep = Annotated[bytes, Depends(get_pseudonym_key)]
 
 
 def get_store(request: Request) -> Store:

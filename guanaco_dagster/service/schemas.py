@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guanaco_dagster.feedback.leaderboard_row import LeaderboardRow
 from guanaco_dagster.submissions.request import SubmissionRequest
 
 SubmitRequest = SubmissionRequest
@@ -49,6 +50,8 @@ class SubmissionInfo(BaseModel):
     stages: list[StageTimingOut]
     logs: list[LogEntry]
     time_to_deployed_s: float | None = Field(description="Seconds from submission to `deployed`.")
+    developer_uid: str = Field(description="The submitting developer (chaiverse's name for it).")
+    reward_repo: str | None = Field(default=None, description="Always null: Guanaco has no reward models.")
 
 
 class LifecycleResponse(BaseModel):
@@ -86,6 +89,7 @@ class ChatResponse(BaseModel):
 
 class FeedbackSender(BaseModel):
     name: str
+    uid: str = Field(description="The user's pseudonym, or `_bot_<bot>` for the bot (as chaiverse reads it).")
 
 
 class FeedbackMessage(BaseModel):
@@ -96,6 +100,7 @@ class FeedbackMessage(BaseModel):
 
 
 class ConversationFeedback(BaseModel):
+    conversation_id: str = Field(description="The same Chai-style id as this record's key.")
     messages: list[FeedbackMessage]
     thumbs_up: bool
     text: str
@@ -104,7 +109,10 @@ class ConversationFeedback(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
-    """All feedback on a submission, keyed `_bot_<bot>_<user pseudonym>_<conversation>` like Chai's ids."""
+    """All feedback on a submission, keyed `_bot_<bot>_<user pseudonym>_<epoch seconds>` like Chai's ids.
+
+    The epoch is when the feedback was left; chaiverse's `FeedbackMetrics` reads it as an integer.
+    """
 
     feedback: dict[str, ConversationFeedback]
     thumbs_up: int
@@ -153,3 +161,34 @@ class BetaFeedbackResponse(BaseModel):
     feedback_id: int
     conversation_id: str
     stored: bool = Field(description="False when this was a retry of feedback already stored.")
+
+
+class Competition(BaseModel):
+    """A time window over the leaderboard, in the shape chaiverse's `get_competitions` returns."""
+
+    id: str
+    type: str = Field(description="chaiverse's competition type: ranks on thumbs-up ratio from feedback.")
+    submission_start_date: datetime
+    submission_end_date: datetime
+    start_time: datetime = Field(description="Feedback counts from here...")
+    end_time: datetime = Field(description="...to here.")
+    submissions: list[str] = Field(description="Models submitted in the window that reached users.")
+    leaderboard: list[LeaderboardRow] = Field(description="Those models, ranked (provisional ones last).")
+
+
+class Evaluation(BaseModel):
+    """Where one of your models stands: its leaderboard row, latency test and feedback summary."""
+
+    submission_id: str
+    status: str
+    min_feedback: int = Field(description="Feedback a model needs before it is ranked among rated models.")
+    leaderboard: LeaderboardRow | None = Field(description="None until the model has reached users.")
+    latency: dict | None = Field(description="The stress test's report (`latency_report`).")
+    feedback_summary: dict | None = Field(description="The latest `feedback_summary`.")
+
+
+class DeveloperInfo(BaseModel):
+    """Who a developer key belongs to."""
+
+    developer: str
+    submissions: int

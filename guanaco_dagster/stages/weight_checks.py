@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 import struct
+import time
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatch
-from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from guanaco_dagster.stages.context_length import model_context_limit
+from guanaco_dagster.stages.finite_scan import non_finite_tensors
+from guanaco_dagster.stages.vllm_architectures import served_architectures
 
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tokenizer_config.json")
@@ -50,7 +54,9 @@ class WeightReport:
     tokenizer_class: str
     tokenizer_vocab_size: int
     config_vocab_size: int
-    architecture_checked: bool
+    context_length: int | None  # the model's own limit (config.json), None when it states none
+    context_length_source: str | None
+    finite_scan_s: float  # the NaN/Inf scan over every weight byte
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -82,38 +88,89 @@ def check_repo_listing(listing: dict[str, int], *, max_weight_bytes: int | None 
         )
 
 
+# Bits per element of every safetensors dtype (safetensors' Rust crate, 0.8).
+DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+    "U16": 16, "I16": 16, "F16": 16, "BF16": 16,
+    "U32": 32, "I32": 32, "F32": 32,
+    "U64": 64, "I64": 64, "F64": 64, "C64": 64,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}  # fmt: skip
+MAX_HEADER_BYTES = 100 * 1024**2
+
+
+def _corrupt(path: Path, detail: str) -> WeightCheckError:
+    return WeightCheckError(
+        f"{path.name} is corrupt: {detail}. Re-save the model with `save_pretrained(dir, "
+        "safe_serialization=True)` and push it again."
+    )
+
+
+def _tensor_bytes(path: Path, name: str, meta: object) -> int:
+    """The bytes a tensor's dtype and shape need; WeightCheckError when its entry is malformed."""
+    if not isinstance(meta, dict):
+        raise _corrupt(path, f"the header entry of tensor '{name}' is not an object")
+    dtype, shape, offsets = meta.get("dtype"), meta.get("shape"), meta.get("data_offsets")
+    if dtype not in DTYPE_BITS:
+        raise _corrupt(path, f"tensor '{name}' has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise _corrupt(path, f"tensor '{name}' has an invalid shape {shape!r}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(type(o) is int and o >= 0 for o in offsets)
+        or offsets[0] > offsets[1]
+    ):
+        raise _corrupt(path, f"tensor '{name}' has invalid data offsets {offsets!r}")
+    bits = math.prod(shape) * DTYPE_BITS[dtype]
+    span = offsets[1] - offsets[0]
+    if bits != span * 8:
+        raise _corrupt(
+            path,
+            f"tensor '{name}' is declared {dtype} {shape} ({bits / 8:,.0f} bytes) but spans {span:,} bytes "
+            "of the file",
+        )
+    return span
+
+
 def read_safetensors_header(path: Path) -> dict[str, dict]:
-    """Parse a .safetensors header without loading tensors; raise WeightCheckError if the file is damaged."""
+    """Parse and validate a .safetensors header without loading tensors.
+
+    Every tensor's dtype × shape must equal its byte span, and the spans must tile the data section
+    exactly (no gap, no overlap, nothing past the end): a header that lies is refused as corrupt, naming
+    the file and the tensor, before anything trusts its shapes. Raises WeightCheckError.
+    """
     size = path.stat().st_size
     with path.open("rb") as handle:
         prefix = handle.read(8)
         if len(prefix) < 8:
             raise WeightCheckError(f"{path.name} is truncated (only {size} bytes): re-upload it.")
         (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > min(size - 8, 100 * 1024**2):
+        if header_len > min(size - 8, MAX_HEADER_BYTES):
             raise WeightCheckError(f"{path.name} is not a valid safetensors file (bad header length).")
         try:
             header = json.loads(handle.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise WeightCheckError(f"{path.name} has a corrupt safetensors header: re-upload it.") from error
+    if not isinstance(header, dict):
+        raise WeightCheckError(f"{path.name} has a corrupt safetensors header: re-upload it.")
     tensors = {name: meta for name, meta in header.items() if name != "__metadata__"}
-    data_end = max((meta["data_offsets"][1] for meta in tensors.values()), default=0)
-    if 8 + header_len + data_end != size:
+    for name, meta in tensors.items():
+        _tensor_bytes(path, name, meta)
+    data_size = size - 8 - header_len
+    expected_start = 0
+    for name, meta in sorted(tensors.items(), key=lambda item: tuple(item[1]["data_offsets"])):
+        start, end = meta["data_offsets"]
+        if start != expected_start:
+            what = "overlaps the tensor before it" if start < expected_start else "leaves a gap before it"
+            raise _corrupt(path, f"tensor '{name}' {what} (starts at byte {start:,}, not {expected_start:,})")
+        expected_start = end
+    if expected_start != data_size:
         raise WeightCheckError(
-            f"{path.name} is truncated or corrupt: its header describes {8 + header_len + data_end} bytes "
-            f"but the file has {size}. Re-upload it."
+            f"{path.name} is truncated or corrupt: its header describes {8 + header_len + expected_start} "
+            f"bytes but the file has {size}. Re-upload it."
         )
     return tensors
-
-
-@cache
-def supported_architectures() -> frozenset[str] | None:
-    """Architectures the installed vLLM serves; None when vLLM is not installed in this process."""
-    try:
-        from vllm.model_executor.models.registry import ModelRegistry
-    except ImportError:
-        return None
-    return frozenset(ModelRegistry.get_supported_archs())
 
 
 def _load_config(model_dir: Path) -> dict:
@@ -136,23 +193,37 @@ def _check_no_remote_code(config: dict, model_dir: Path) -> None:
         )
 
 
-def _check_architecture(config: dict) -> tuple[str, bool]:
+def _check_architecture(config: dict) -> str:
     architectures = config.get("architectures") or []
-    if not architectures:
+    if not architectures or not isinstance(architectures, list):
         raise WeightCheckError(
             "config.json has no 'architectures' entry: save the model with save_pretrained."
         )
-    architecture = architectures[0]
-    supported = supported_architectures()
-    if supported is not None and architecture not in supported:
-        raise WeightCheckError(
-            f"architecture '{architecture}' is not served by vLLM: use a supported one such as "
-            "LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM."
-        )
-    return architecture, supported is not None
+    architecture = str(architectures[0])
+    served = served_architectures()
+    if architecture in served.text_generation:
+        return architecture
+    kind = served.other_kinds.get(architecture)
+    cause = (
+        f"architecture '{architecture}' is {kind} in vLLM, not a text-generation one: the platform serves "
+        "chat models only."
+        if kind
+        else f"architecture '{architecture}' is not served by vLLM {served.vllm_version}."
+    )
+    raise WeightCheckError(
+        f"{cause} Submit a causal language model; vLLM {served.vllm_version} serves "
+        f"{len(served.text_generation)} text-generation architectures, among them "
+        f"{', '.join(served.examples())}."
+    )
 
 
-def _count_weights(model_dir: Path) -> tuple[int, int, set[str], int, int]:
+@dataclass(frozen=True)
+class _Shard:
+    path: Path
+    tensors: dict[str, dict]
+
+
+def _read_shards(model_dir: Path) -> list[_Shard]:
     shards = sorted(model_dir.glob("*.safetensors"))
     if not shards:
         raise WeightCheckError("no .safetensors weights in the download.")
@@ -162,15 +233,19 @@ def _count_weights(model_dir: Path) -> tuple[int, int, set[str], int, int]:
         missing = expected - {p.name for p in shards}
         if missing:
             raise WeightCheckError(f"shards listed in the index are missing: {', '.join(sorted(missing))}.")
-    parameters = weight_bytes = tensors = 0
-    dtypes: set[str] = set()
+    return [_Shard(shard, read_safetensors_header(shard)) for shard in shards]
+
+
+def _check_finite(shards: list[_Shard]) -> None:
     for shard in shards:
-        for meta in read_safetensors_header(shard).values():
-            parameters += math.prod(meta["shape"])
-            dtypes.add(meta["dtype"])
-            tensors += 1
-        weight_bytes += shard.stat().st_size
-    return parameters, weight_bytes, dtypes, tensors, len(shards)
+        broken = non_finite_tensors(shard.path, shard.tensors)
+        if broken:
+            raise WeightCheckError(
+                f"{shard.path.name} holds NaN or Inf values in tensor '{broken[0]}': a model with "
+                "non-finite weights answers with nothing. Check `torch.isfinite(t).all()` for every tensor "
+                "(a diverged fine-tune or an overflowing fp16 conversion are the usual causes), fix the "
+                "weights and push them again."
+            )
 
 
 def _check_tokenizer(model_dir: Path) -> tuple[str, int]:
@@ -191,12 +266,26 @@ def _check_tokenizer(model_dir: Path) -> tuple[str, int]:
     return type(tokenizer).__name__, len(tokenizer)
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def check_model_dir(model_dir: Path, *, max_parameters: int, max_weight_bytes: int) -> WeightReport:
-    """Run every sanity check on a downloaded model folder; return what was learned."""
+    """Run every sanity check on a downloaded model folder; return what was learned.
+
+    Cheap checks come first; the scan for NaN/Inf reads every weight byte, so it runs last.
+    """
     config = _load_config(model_dir)
     _check_no_remote_code(config, model_dir)
-    architecture, architecture_checked = _check_architecture(config)
-    parameters, weight_bytes, dtypes, tensors, shards = _count_weights(model_dir)
+    architecture = _check_architecture(config)
+    shards = _read_shards(model_dir)
+    tensors = [meta for shard in shards for meta in shard.tensors.values()]
+    parameters = sum(math.prod(meta["shape"]) for meta in tensors)
+    weight_bytes = sum(shard.path.stat().st_size for shard in shards)
     if parameters > max_parameters:
         raise WeightCheckError(
             f"the model has {parameters:,} parameters, over the {max_parameters:,} limit: "
@@ -214,15 +303,21 @@ def check_model_dir(model_dir: Path, *, max_parameters: int, max_weight_bytes: i
             f"the tokenizer has {tokenizer_vocab} tokens but the model's vocab_size is {config_vocab}: "
             "resize the embeddings or fix the tokenizer."
         )
+    started = time.perf_counter()
+    _check_finite(shards)
+    finite_scan_s = time.perf_counter() - started
+    context = model_context_limit(config, _read_json(model_dir / "tokenizer_config.json"))
     return WeightReport(
         architecture=architecture,
         parameter_count=parameters,
         weight_bytes=weight_bytes,
-        dtypes=sorted(dtypes),
-        tensor_count=tensors,
-        shard_count=shards,
+        dtypes=sorted({meta["dtype"] for meta in tensors}),
+        tensor_count=len(tensors),
+        shard_count=len(shards),
         tokenizer_class=tokenizer_class,
         tokenizer_vocab_size=tokenizer_vocab,
         config_vocab_size=config_vocab,
-        architecture_checked=architecture_checked,
+        context_length=context.tokens if context else None,
+        context_length_source=context.source if context else None,
+        finite_scan_s=finite_scan_s,
     )

@@ -27,7 +27,7 @@ def normalize_url(url: str) -> str:
 
 # The service runs its sync routes on anyio's worker threads (40, its default) and each may hold one
 # connection; a smaller pool makes threads queue for connections and requests fail with "QueuePool limit".
-SERVICE_WORKER_THREADS = 40
+SERVICE_WORKER_THREADS = int(os.environ.get("EXP_THREADS", "512"))
 # SQLite has one writer at a time: a writer that finds the store locked waits this long for its turn
 # (other writers' transactions take milliseconds) before the request fails with 503, never a 500.
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -42,7 +42,7 @@ def engine_for(url: str) -> Engine:
     # A pool smaller than the threads deadlocks under load (every thread waiting for a connection that
     # only a thread can give back): 10 + 40 overflow.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=SERVICE_WORKER_THREADS, pool_timeout=30
+        url, pool_pre_ping=True, pool_size=10, max_overflow=40, pool_timeout=30
     )
 
 
@@ -52,15 +52,18 @@ def _sqlite_engine(url: str) -> Engine:
     if not database or database == ":memory:" or database.startswith("file:"):
         return create_engine(url)  # in memory: SQLAlchemy's one-connection-per-thread pool is required
     create_private_file(Path(database))
-    import os
-    experiment = os.environ.get("GUANACO_EXPERIMENT_SQLITE_POOL", "queue")
+    experiment = os.environ.get("GUANACO_EXPERIMENT_SQLITE_POOL", "q10")
     if experiment == "null":
         pool = {"poolclass": NullPool}
     elif experiment == "queue15":
         pool = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 30}
+    elif experiment == "q40":
+        pool = {"pool_size": 40, "max_overflow": SERVICE_WORKER_THREADS, "pool_timeout": SQLITE_BUSY_TIMEOUT_S}
     else:
-        pool = {"pool_size": SERVICE_WORKER_THREADS, "max_overflow": 10, "pool_timeout": SQLITE_BUSY_TIMEOUT_S}
+        pool = {"pool_size": 10, "max_overflow": SERVICE_WORKER_THREADS, "pool_timeout": SQLITE_BUSY_TIMEOUT_S}
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **pool)
+    if os.environ.get("GUANACO_EXPERIMENT_WRITE_LOCK"):
+        _serialise_writers(engine)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
@@ -73,6 +76,29 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+import re
+import threading
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
+
+
+def _serialise_writers(engine: Engine) -> None:
+    write_lock = threading.Lock()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _take(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if not conn.info.get("writer") and _WRITE.match(statement):
+            if not write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+                raise TimeoutError("database is locked")
+            conn.info["writer"] = True
+
+    def _give_back(dbapi_connection, record, *_):  # noqa: ANN001
+        if record is not None and record.info.pop("writer", False):
+            write_lock.release()
+
+    for name in ("checkin", "invalidate", "soft_invalidate", "close"):
+        event.listen(engine.pool, name, _give_back)
 
 
 def create_private_file(path: Path) -> None:

@@ -12,7 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Which placeholders each template may use, and which it must use. Per template rather than one global
 # set, because a `{message}` in the memory template has no value to take and would render as nothing.
@@ -30,6 +38,21 @@ _REQUIRED_PLACEHOLDER: dict[str, str] = {
     "bot_template": "message",
     "user_template": "message",
 }
+
+
+# Templates are short layouts, not documents: Chai's defaults are under 40 characters each.
+MAX_TEMPLATE_CHARS = 2_000
+# What one reply may generate in all (best_of candidates × max_output_tokens each): bounds a request's work.
+MAX_GENERATED_TOKENS = 4_096
+
+
+def refuse_control_characters(field_name: str, value: str, *, allowed: str = "") -> str:
+    """`value` unchanged, or ValueError naming `field_name` when it holds a control character (NUL, ESC, …)
+    other than those in `allowed`."""
+    for char in value:
+        if (ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0) and char not in allowed:
+            raise ValueError(f"{field_name} may not contain control characters (found {char!r})")
+    return value
 
 
 def _placeholders(field_name: str, template: str) -> list[str]:
@@ -54,6 +77,12 @@ def _placeholders(field_name: str, template: str) -> list[str]:
 
 def _check_template(field_name: str, template: str) -> str:
     """Validate one template against the placeholders its field allows and requires."""
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ValueError(
+            f"{field_name} is {len(template):,} characters, over the {MAX_TEMPLATE_CHARS:,} limit: "
+            "a template lays out the prompt, the persona goes in memory"
+        )
+    refuse_control_characters(field_name, template, allowed="\n\t")
     allowed = _TEMPLATE_PLACEHOLDERS[field_name]
     names = _placeholders(field_name, template)
     for name in names:
@@ -132,6 +161,16 @@ class GenerationParams(BaseModel):
         if top_k == 0:
             raise ValueError("top_k must be -1 (disabled) or between 1 and 1000")
         return top_k
+
+    @model_validator(mode="after")
+    def _bounded_work_per_reply(self) -> GenerationParams:
+        generated = self.best_of * self.max_output_tokens
+        if generated > MAX_GENERATED_TOKENS:
+            raise ValueError(
+                f"best_of × max_output_tokens is {self.best_of} × {self.max_output_tokens} = {generated:,} "
+                f"tokens per reply, over the {MAX_GENERATED_TOKENS:,} limit: lower one of them"
+            )
+        return self
 
     def to_completion_kwargs(self) -> dict[str, object]:
         """The body fields of an OpenAI/vLLM `/v1/completions` request (all but `model` and `prompt`)."""

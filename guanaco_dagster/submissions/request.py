@@ -9,10 +9,18 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from guanaco_dagster.submissions.formatter import GenerationParams, PromptFormatter
+from guanaco_dagster.submissions.formatter import (
+    GenerationParams,
+    PromptFormatter,
+    refuse_control_characters,
+)
 
 # Hugging Face repo ids: "org/name" with letters, digits, '-', '_', '.'; no '..' or leading/trailing dots.
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+# Always `fullmatch`: `$` also matches before a trailing newline, which let "org/model\n" through.
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+# Branches, tags and commits: git's ref rules, narrowed to the characters Hub refs use.
+_REVISION = re.compile(r"[A-Za-z0-9._+/-]{1,200}")
+_REVISION_FORBIDDEN = ("..", "//", "/.", "@{")
 
 
 class SubmissionRequest(BaseModel):
@@ -32,6 +40,30 @@ class SubmissionRequest(BaseModel):
     @field_validator("model_repo")
     @classmethod
     def _repo_id_is_valid(cls, value: str) -> str:
-        if not _REPO_ID.match(value) or ".." in value or value.endswith("."):
+        refuse_control_characters("model_repo", value)
+        if value.endswith(".git"):
+            raise ValueError(f"model_repo '{value}' ends in '.git': give the repo id alone, e.g. 'org/model'")
+        if not _REPO_ID.fullmatch(value) or ".." in value or value.endswith((".", "-")):
             raise ValueError(f"'{value}' is not a Hugging Face repo id of the form 'org/model'")
         return value
+
+    @field_validator("hf_revision")
+    @classmethod
+    def _revision_is_valid(cls, value: str) -> str:
+        refuse_control_characters("hf_revision", value)
+        if (
+            not _REVISION.fullmatch(value)
+            or any(part in value for part in _REVISION_FORBIDDEN)
+            or value.startswith(("/", "-", "."))
+            or value.endswith(("/", ".", ".lock"))
+        ):
+            raise ValueError(
+                f"hf_revision '{value}' is not a branch, tag or commit name: use letters, digits and "
+                "'._+/-', e.g. 'main', 'v1.0' or a 40-character commit sha"
+            )
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_is_printable(cls, value: str | None) -> str | None:
+        return refuse_control_characters("model_name", value) if value is not None else None

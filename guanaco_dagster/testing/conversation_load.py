@@ -138,8 +138,11 @@ class _Load:
     async def run(self) -> ConversationLoadReport:
         config = self.config
         slots = asyncio.Semaphore(config.concurrency)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive would close them under a request.
         limits = httpx.Limits(
-            max_connections=config.concurrency, max_keepalive_connections=config.concurrency
+            max_connections=config.concurrency,
+            max_keepalive_connections=config.concurrency,
+            keepalive_expiry=2.0,
         )
         headers = {"Authorization": f"Bearer {config.beta_token}"}
         started = time.perf_counter()

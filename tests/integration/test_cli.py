@@ -477,7 +477,7 @@ def rated_submission(service, deployed) -> str:
             session.flush()
             leave_feedback(session, conversation.id, thumbs_up=thumbs_up, text=text)
     with service.store.session() as session:
-        save_feedback_report(session, submission_id, build_feedback_report(session, submission_id))
+        save_feedback_report(session, submission_id, build_feedback_report(session, submission_id, b"key"))
     return submission_id
 
 
@@ -501,7 +501,7 @@ def test_feedback_json_is_the_services_answer_in_chais_shape(service, as_alice, 
     assert shown == service.client(service.alice_key).get(f"/feedback/{rated_submission}").json()
     assert (shown["thumbs_up"], shown["thumbs_down"], shown["summary"]["feedback_count"]) == (1, 1, 2)
     conversation = next(iter(shown["feedback"].values()))
-    assert set(conversation) == {"messages", "thumbs_up", "text", "model_name", "public"}
+    assert set(conversation) == {"conversation_id", "messages", "thumbs_up", "text", "model_name", "public"}
     assert set(conversation["messages"][0]) == {"content", "sender", "sent_date", "deleted"}
 
 
@@ -509,13 +509,13 @@ def test_feedback_csv_has_one_row_per_conversation(service, as_alice, rated_subm
     result = guanaco("feedback", rated_submission, "--csv")
 
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [(row["thumbs_up"], row["text"]) for row in rows] == [
+    assert [(row["thumbs_up"], row["feedback"]) for row in rows] == [
         ("True", "lovely, write me at [email]"),
         ("False", "too short"),
     ]
-    assert rows[0]["conversation"].startswith("_bot_quill_")
-    user = rows[0]["conversation_text"].split(":")[0]
-    assert rows[0]["conversation_text"] == f"{user}: my mail is [email]\nQuill: Noted!"
+    assert rows[0]["conversation_id"].startswith("_bot_quill_")
+    user = rows[0]["conversation"].split(":")[0]
+    assert rows[0]["conversation"] == f"{user}: my mail is [email]\nQuill: Noted!"
     assert user != "user-0"  # pseudonymised
 
 

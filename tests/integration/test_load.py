@@ -88,12 +88,13 @@ def test_concurrent_feedback_with_retries_is_stored_exactly_once_and_fully_summa
         for submission_id, accepted in report.accepted_by_submission.items():
             assert after[submission_id] - before.get(submission_id, 0) == accepted
             assert stale[submission_id] == after[submission_id]
-            feedback_report = build_feedback_report(session, submission_id)
+            feedback_report = build_feedback_report(session, submission_id, b"key")
             assert feedback_report["summary"]["feedback_count"] == after[submission_id]
             save_feedback_report(session, submission_id, feedback_report)  # what feedback_summary stores
     with service.store.session() as session:
         assert not set(report.accepted_by_submission) & set(submissions_with_new_feedback(session))
-        target = build_feedback_report(session, soak_target)["summary"]  # a fresh model: only soak feedback
+        # A fresh model: only soak feedback.
+        target = build_feedback_report(session, soak_target, b"key")["summary"]
         stored_thumbs_up = session.scalar(
             select(func.count()).where(
                 Feedback.idempotency_key.like(f"{config.key_prefix}%"), Feedback.thumbs_up

@@ -24,7 +24,7 @@ from guanaco_dagster.store.models import Developer, LifecycleRequest, Message
 from guanaco_dagster.submissions.developers import hash_key
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import transition
-from resources import DeployerResource, StoreResource
+from resources import DeployerResource, PrivacyResource, StoreResource
 from tests.fixtures.pipeline import InProcessPipeline, model_variant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,7 +218,7 @@ def test_conversations_reach_the_developer_masked_and_pseudonymised(service, ali
 
 
 @pytest.mark.postgres
-def test_the_feedback_summary_in_the_dagster_ui_is_masked_too(service, alice_private_model):
+def test_the_feedback_summary_in_the_dagster_ui_is_masked_too(service, alice_private_model, tmp_path):
     submission_id, conversation_id = alice_private_model
     from dagster import DagsterInstance
 
@@ -228,7 +228,10 @@ def test_the_feedback_summary_in_the_dagster_ui_is_masked_too(service, alice_pri
         [feedback_summary],
         partition_key=submission_id,
         instance=instance,
-        resources={"store": StoreResource(database_url=service.store.url)},
+        resources={
+            "store": StoreResource(database_url=service.store.url),
+            "privacy": PrivacyResource(home=str(tmp_path)),
+        },
     )
     (materialization,) = result.asset_materializations_for_node("feedback_summary")
     shown = json.dumps({key: str(value.value) for key, value in materialization.metadata.items()})
@@ -344,7 +347,9 @@ def _endpoint_writes(tree: ast.AST) -> list[tuple[int, str]]:
         if isinstance(node, ast.Call):
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name in HANDOFF_WRITERS:
-                writes += [(node.lineno, ast.unparse(k.value)) for k in node.keywords if k.arg == "endpoint_url"]
+                writes += [
+                    (node.lineno, ast.unparse(k.value)) for k in node.keywords if k.arg == "endpoint_url"
+                ]
         if isinstance(node, ast.Assign):
             targets = [
                 t

@@ -20,12 +20,14 @@ from sqlalchemy import select
 from assets.latency_report import latency_report
 from assets.live_deployment import live_deployment
 from guanaco_dagster.beta.conversations import start_conversation
+from guanaco_dagster.beta.health import HealthSettings
 from guanaco_dagster.beta.self_heal import HEAL_MESSAGE
 from guanaco_dagster.deployment.local_process import process_group_members, server_process_groups
 from guanaco_dagster.ports import wait_until
 from guanaco_dagster.store.models import Conversation, Message
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import get_submission
+from resources.health import HealthResource
 from sensors.self_heal_sensor import self_heal_sensor
 from tests.fixtures.pipeline import InProcessPipeline
 
@@ -144,8 +146,9 @@ def test_a_server_dying_later_in_a_conversation_gets_503_asking_for_a_new_one_an
 
 
 def heal_resources(pipeline: InProcessPipeline) -> dict[str, object]:
-    """The resources the self-heal sensor uses, as the platform configures them."""
-    return {name: pipeline.resources[name] for name in ("store", "deployer")}
+    """The self-heal sensor's resources, as the platform configures them (health: from the environment)."""
+    resources = {name: pipeline.resources[name] for name in ("store", "deployer", "s3_cache")}
+    return {**resources, "health": HealthResource(**HealthSettings().model_dump())}
 
 
 @dataclass(frozen=True)

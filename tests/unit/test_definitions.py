@@ -59,6 +59,7 @@ def test_sensors_and_jobs_are_registered(tmp_path):
         "pipeline_failure_sensor",
         "lifecycle_sensor",
         "reconciler_sensor",
+        "self_heal_sensor",
     }
     assert {"submission_pipeline", "feedback_summary_job", "lifecycle_job"} <= set(repo.job_names)
 

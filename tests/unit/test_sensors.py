@@ -101,7 +101,7 @@ def test_new_feedback_requests_a_summary_run_per_submission_and_count(store):
 def test_up_to_date_summaries_request_nothing_until_more_feedback_arrives(store):
     submission_id = _deployed_with_feedback(store, "org/a", 2)
     with store.session() as session:
-        save_feedback_report(session, submission_id, build_feedback_report(session, submission_id))
+        save_feedback_report(session, submission_id, build_feedback_report(session, submission_id, b"key"))
     with DagsterInstance.ephemeral() as instance:
         skipped, _ = _run_sensor(feedback_sensor, store, instance)
         assert isinstance(skipped, SkipReason)

@@ -80,6 +80,7 @@ def submission_info(submission: Submission) -> SubmissionInfo:
             for e in submission.events
         ],
         time_to_deployed_s=time_to_deployed_s(submission),
+        developer_uid=submission.developer.name,
     )
 
 
