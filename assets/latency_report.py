@@ -10,12 +10,11 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     MaterializeResult,
-    MetadataValue,
     asset,
 )
 
 from assets.live_deployment import live_deployment
-from assets.metadata import latency_metadata
+from assets.metadata import latency_metadata, slo_check_metadata
 from assets.partitions import submissions_partitions
 from assets.stage import submission_stage
 from guanaco_dagster.stages.stress import evaluate_slo, run_stress_test
@@ -84,7 +83,7 @@ def latency_report(
                 passed=verdict.passed,
                 severity=AssetCheckSeverity.ERROR,
                 description=verdict.reason(),
-                metadata={"violations": MetadataValue.json(verdict.violations)},
+                metadata=slo_check_metadata(report, verdict),
             )
         ],
     )

@@ -92,6 +92,9 @@ def latency_metadata(report: LatencyReport, verdict: SloVerdict, slo: Slo) -> di
         "ttft_p95_s": MetadataValue.float(round(report.ttft_p95_s, 3)),
         "tokens_per_s": MetadataValue.float(round(report.tokens_per_s, 1)),
         "error_rate": MetadataValue.float(report.error_rate),
+        "empty_replies": MetadataValue.int(report.empty_replies),
+        "repeated_replies": MetadataValue.int(report.repeated_replies),
+        "undecodable_replies": MetadataValue.int(report.undecodable_replies),
         "report": markdown_table(
             {
                 "requests / concurrency": f"{report.requests} / {report.concurrency}",
@@ -101,7 +104,24 @@ def latency_metadata(report: LatencyReport, verdict: SloVerdict, slo: Slo) -> di
                 f"(SLO p95 ≤ {slo.slo_ttft_p95_s} s)",
                 "output tokens / throughput": f"{report.output_tokens} / {report.tokens_per_s:.1f} tok/s",
                 "errors": f"{report.errors} ({report.error_rate:.1%}, SLO ≤ {slo.slo_max_error_rate:.1%})",
+                "output gate (empty / repeated / undecodable)": f"{report.empty_replies} / "
+                f"{report.repeated_replies} / {report.undecodable_replies} of "
+                f"{report.requests - report.errors} replies (at most {slo.slo_max_bad_reply_share:.0%} each)",
                 "verdict": "deployed" if verdict.passed else f"failed: {verdict.reason()}",
             }
         ),
+    }
+
+
+def slo_check_metadata(report: LatencyReport, verdict: SloVerdict) -> dict[str, object]:
+    """Numbers on the SLO check itself, so the check's page in the Dagster UI can plot them."""
+    return {
+        "latency_p50_s": MetadataValue.float(round(report.latency_p50_s, 3)),
+        "latency_p95_s": MetadataValue.float(round(report.latency_p95_s, 3)),
+        "ttft_p95_s": MetadataValue.float(round(report.ttft_p95_s, 3)),
+        "error_rate": MetadataValue.float(report.error_rate),
+        "bad_replies": MetadataValue.int(
+            max(report.empty_replies, report.repeated_replies, report.undecodable_replies)
+        ),
+        "violations": MetadataValue.json(verdict.violations),
     }

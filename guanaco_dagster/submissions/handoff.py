@@ -6,7 +6,7 @@ so no asset opens its own sessions on the submissions table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,8 @@ class StageHandoff:
     submission_id: str
     model_repo: str
     requested_revision: str
+    formatter: dict = field(default_factory=dict)  # the developer's prompt formatter (PromptFormatter)
+    generation_params: dict = field(default_factory=dict)  # and sampling (GenerationParams)
     resolved_revision: str | None = None  # raw_weights: the commit the revision resolved to
     artifact_sha256: str | None = None  # tensorized_artifact: content address of the artifact
     artifact_uri: str | None = None  # cached_s3_object: where the artifact lives in the cache
@@ -36,7 +38,7 @@ RECORDED_FIELDS = frozenset(
 def read_handoff(session: Session, submission_id: str) -> StageHandoff:
     """What the submission's earlier stages recorded."""
     submission = get_submission(session, submission_id)
-    recorded = {field.name: getattr(submission, field.name) for field in fields(StageHandoff)[1:]}
+    recorded = {item.name: getattr(submission, item.name) for item in fields(StageHandoff)[1:]}
     return StageHandoff(submission_id=submission.id, **recorded)
 
 

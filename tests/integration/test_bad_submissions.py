@@ -8,7 +8,9 @@ formatters and generation parameters never get that far (the service answers 422
 
 from __future__ import annotations
 
+import json
 import pickle
+import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +58,29 @@ def _corrupt_header(folder: Path) -> None:
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[:8] + b"{not json" + data[17:])
+
+
+def _poison_weights(folder: Path) -> None:
+    """One NaN in the last layer's weights: what a diverged fine-tune leaves."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    name = sorted(tensors)[-1]
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def _lie_in_header(folder: Path) -> None:
+    """Double a 1-D tensor's declared shape, keeping its offsets: the header no longer matches the bytes."""
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    name = next(n for n, meta in sorted(header.items()) if n != "__metadata__" and len(meta["shape"]) == 1)
+    header[name]["shape"] = [header[name]["shape"][0] * 2]
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    weights.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data[8 + length :])
 
 
 def _remove_tokenizer(folder: Path) -> None:
@@ -118,6 +143,17 @@ CASES: dict[str, BadCase] = {
     "unloadable-tokenizer": BadCase(
         "the tokenizer does not load",
         break_model=lambda folder: (folder / "tokenizer.json").write_text("{not json"),
+    ),
+    "non-finite-weights": BadCase(
+        "model.safetensors holds NaN or Inf values in tensor 'model.norm.weight'", break_model=_poison_weights
+    ),
+    "header-shapes-lie": BadCase(
+        "model.safetensors is corrupt: tensor 'model.layers.0.input_layernorm.weight' is declared F32",
+        break_model=_lie_in_header,
+    ),
+    "pooling-model": BadCase(
+        "architecture 'BertModel' is an embedding (pooling) model in vLLM, not a text-generation one",
+        break_model=lambda folder: edit_config(folder, architectures=["BertModel"]),
     ),
     "missing-config": BadCase(
         "config.json is missing from the repository", break_model=lambda f: (f / "config.json").unlink()

@@ -292,8 +292,9 @@ def test_a_resumed_upload_leaves_no_multipart_upload_of_the_failed_attempt_behin
 # The inference server during the stress check
 # ---------------------------------------------------------------------------------------------------------
 
-# A stand-in inference server: healthy, but its completions succeed ("ok"), kill the process ("crash") or
-# never answer ("hang"). Run as `python -c FAKE_SERVER MODE PORT`.
+# A stand-in inference server: healthy, but its completions succeed ("ok": a reply of its own to each
+# prompt), kill the process ("crash"), never answer ("hang") or stream nothing but whitespace ("empty", as
+# a model with broken weights does). Run as `python -c FAKE_SERVER MODE PORT`.
 FAKE_SERVER = r"""
 import json, os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -316,7 +317,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        prompt = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))).get("prompt", "")
         if MODE == "crash":
             os._exit(3)
         if MODE == "hang":
@@ -325,7 +326,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         for i in range(4):
-            chunk = {"choices": [{"index": 0, "text": f" word{i}"}]}
+            text = " " if MODE == "empty" else f" reply{abs(hash(prompt)) % 100000}-{i}"
+            chunk = {"choices": [{"index": 0, "text": text}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         usage = {"choices": [], "usage": {"completion_tokens": 4}}
         self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
@@ -390,6 +392,23 @@ def test_an_inference_server_that_crashes_or_hangs_in_the_stress_check_is_torn_d
     assert ("the model server stopped answering" in outcome.failure_reason) == (mode == "crash")
     assert process_start_ticks(pid) is None and pipeline.recorded_servers() == []
     assert pipeline.failed_runs(submission_id)
+
+
+def test_a_model_whose_replies_are_empty_fails_the_output_gate_before_it_reaches_users(
+    hub_server, s3_server, tmp_path
+):
+    pipeline = InProcessPipeline.create(tmp_path / "home", hub_server, s3_server)
+    submission_id, pid = _deployed_on_fake_server(pipeline, "empty")
+    try:
+        result = pipeline.run(submission_id, selection=[latency_report])
+    finally:
+        pipeline.deployer().teardown_all()
+
+    assert not result.success  # the blocking SLO check fails the step
+    outcome = pipeline.outcome(submission_id)
+    assert outcome.status == Status.FAILED
+    assert outcome.failure_reason == "latency SLO not met: 4 of 4 replies were empty"
+    assert process_start_ticks(pid) is None and pipeline.recorded_servers() == []
 
 
 # ---------------------------------------------------------------------------------------------------------

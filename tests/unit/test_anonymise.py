@@ -8,6 +8,9 @@ import time
 import pytest
 
 from guanaco_dagster.feedback.anonymise import mask_pii, pseudonymise
+from guanaco_dagster.feedback.pseudonym_key import pseudonym_key
+
+KEY = b"a-test-pseudonym-key"
 
 try:
     from hypothesis import given
@@ -85,26 +88,88 @@ def test_masking_long_pathological_text_takes_linear_time(run: str) -> None:
 
 
 def test_pseudonym_is_stable_for_the_same_user_and_salt() -> None:
-    assert pseudonymise("user-42", "acme-model_v1") == pseudonymise("user-42", "acme-model_v1")
+    assert pseudonymise("user-42", "acme-model_v1", KEY) == pseudonymise("user-42", "acme-model_v1", KEY)
 
 
 def test_pseudonym_differs_between_submissions() -> None:
-    assert pseudonymise("user-42", "acme-model_v1") != pseudonymise("user-42", "acme-model_v2")
+    assert pseudonymise("user-42", "acme-model_v1", KEY) != pseudonymise("user-42", "acme-model_v2", KEY)
 
 
 def test_pseudonym_differs_between_users() -> None:
-    assert pseudonymise("user-42", "acme-model_v1") != pseudonymise("user-43", "acme-model_v1")
+    assert pseudonymise("user-42", "acme-model_v1", KEY) != pseudonymise("user-43", "acme-model_v1", KEY)
 
 
 def test_pseudonym_is_short_hex_and_hides_the_user_id() -> None:
-    pseudonym = pseudonymise("alice@example.com", "acme-model_v1")
+    pseudonym = pseudonymise("alice@example.com", "acme-model_v1", KEY)
     assert re.fullmatch(r"user-[0-9a-f]{10}", pseudonym)
     assert "alice" not in pseudonym
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("card 4111 1111 1111 1111 please", "card [card] please"),
+        ("4111-1111-1111-1111.", "[card]."),
+        ("amex 378282246310005", "amex [card]"),
+        ("ip 192.168.1.20, gateway 10.0.0.1:8080", "ip [ip], gateway [ip]:8080"),
+        ("v6 2001:db8::1 and ::ffff:10.0.0.1.", "v6 [ip] and [ip]."),
+        ("IBAN GB82 WEST 1234 5698 7654 32 thanks", "IBAN [iban] thanks"),
+        ("DE89370400440532013000", "[iban]"),
+    ],
+)
+def test_cards_ip_addresses_and_ibans_are_masked(text: str, expected: str) -> None:
+    assert mask_pii(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111 1111 1111 1112",  # fails Luhn
+        "GB82 WEST 1234 5698 7654 33",  # fails mod 97
+        "meet at 12:30:45",
+        "999.1.1.1 is no address",
+        "std::vector and a::b",
+    ],
+)
+def test_numbers_that_fail_their_checksum_are_left_alone(text: str) -> None:
+    assert mask_pii(text) == text
+
+
+def test_a_pseudonym_cannot_be_recomputed_without_the_platforms_key() -> None:
+    # The developer knows the submission id and may guess user ids; without the key they get another value.
+    assert pseudonymise("user-42", "acme-model_v1", KEY) != pseudonymise("user-42", "acme-model_v1", b"guess")
+
+
+def test_pseudonym_needs_the_key() -> None:
+    with pytest.raises(ValueError, match="pseudonym key"):
+        pseudonymise("user-42", "acme-model_v1", b"")
+
+
+def test_the_pseudonym_key_is_created_once_readable_by_its_owner_only(tmp_path) -> None:
+    first = pseudonym_key(tmp_path / "home")
+    key_file = tmp_path / "home" / "pseudonym.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert len(first) == 64
+    assert pseudonym_key(tmp_path / "home") == first
+    assert [p.name for p in key_file.parent.iterdir()] == ["pseudonym.key"]  # no temporary file left
+
+
+def test_a_key_file_with_loose_permissions_is_closed_again(tmp_path) -> None:
+    key_file = tmp_path / "pseudonym.key"
+    key_file.write_text("k" * 64)
+    key_file.chmod(0o644)
+    assert pseudonym_key(tmp_path) == b"k" * 64
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_configured_key_overrides_the_file(tmp_path) -> None:
+    assert pseudonym_key(tmp_path, "from-GUANACO_PSEUDONYM_KEY") == b"from-GUANACO_PSEUDONYM_KEY"
+    assert not (tmp_path / "pseudonym.key").exists()
+
+
 def test_pseudonym_needs_a_salt() -> None:
     with pytest.raises(ValueError, match="non-empty salt"):
-        pseudonymise("user-42", "")
+        pseudonymise("user-42", "", KEY)
 
 
 # Properties
@@ -126,4 +191,4 @@ if given is not None:
 
     @given(st.text(max_size=20), st.text(min_size=1, max_size=20))
     def test_pseudonym_has_a_fixed_shape(user_id: str, salt: str) -> None:
-        assert re.fullmatch(r"user-[0-9a-f]{10}", pseudonymise(user_id, salt))
+        assert re.fullmatch(r"user-[0-9a-f]{10}", pseudonymise(user_id, salt, KEY))
