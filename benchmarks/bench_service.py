@@ -1,4 +1,4 @@
-"""Service: beta routing, the chat proxy's overhead and feedback ingestion on PostgreSQL, under load.
+"""Service: beta routing, the chat proxy's overhead, feedback ingestion and whole conversations, under load.
 
 The embedded platform runs the HTTP service (uvicorn, one worker) on a throwaway PostgreSQL database
 and deploys the tiny model through the pipeline. Then, over loopback, at increasing client concurrency:
@@ -12,6 +12,10 @@ The load starts once the pipeline run has finished; the Dagster daemon keeps run
 sensor launches summary runs while feedback arrives (as in production, but here on the same two cores,
 as is the load generator). Afterwards: the time until the feedback summary covers every stored post,
 and the errors the service logged, by exception type.
+4. conversations — 200 whole beta conversations at once (start, 2 messages, feedback; nothing retried), on
+   that PostgreSQL platform and then on a second platform with every default, so on the embedded SQLite
+   store: throughput, 5xx answers, accepted feedback the store lost, and p50/p99 of the routes that never
+   wait for a model (start, feedback), side by side.
 
     python -m benchmarks.bench_service [--full]
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import statistics
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -56,6 +61,8 @@ from benchmarks.fixtures import (
 NAME = "service"
 QUICK = {"levels": (1, 8, 32, 64), "chat_levels": (1, 8, 32)}
 FULL = {"levels": (1, 8, 32, 64, 128), "chat_levels": (1, 8, 32, 64)}
+CONCURRENT_CONVERSATIONS = 200
+MESSAGES_PER_CONVERSATION = 2
 PERSONA = {"bot_name": "Nova", "user_name": "You", "memory": "A cheerful space pirate.", "prompt": "On deck."}
 MESSAGE = "Hello! How are you today?"
 SUMMARY_TIMEOUT_S = 120.0
@@ -64,6 +71,11 @@ SUMMARY_TIMEOUT_S = 120.0
 def requests_at(concurrency: int, full: bool) -> int:
     """Requests per concurrency level: enough for percentiles, bounded for a 2-core machine."""
     return max(64 if full else 32, (4 if full else 2) * concurrency)
+
+
+def conversation_samples(full: bool) -> int:
+    """Repetitions of the 200-conversation load on each store (about 30-60 s each on 2 cores)."""
+    return 3 if full else 2
 
 
 def chat_requests_at(concurrency: int, full: bool) -> int:
@@ -383,64 +395,189 @@ def service_log_errors(log_path: Path) -> dict[str, int]:
     return dict(Counter(errors).most_common(5))
 
 
-def run(full: bool) -> dict[str, Any]:
-    """Deploy the tiny model on the platform with the service, then load each route."""
-    from guanaco_dagster.store.database import Store
+def deploy_tiny_model(platform: Any, store: Any, model: Any) -> tuple[str, str, str]:
+    """Submit the model to the platform and wait until it serves; (submission id, endpoint, served name)."""
     from guanaco_dagster.submissions.lifecycle import Status
     from guanaco_dagster.submissions.submissions import get_submission
-    from guanaco_dagster.testing.watch import wait_for_outcome, wait_for_summary
+    from guanaco_dagster.testing.watch import wait_for_outcome
+
+    submission_id, _ = submit(store, model.repo_id)
+    with step("deploying the tiny model through the pipeline …"):
+        status = wait_for_outcome(store, submission_id, 600, health_check=platform.check_health)
+    with store.session() as session:
+        submission = get_submission(session, submission_id)
+        if status != Status.DEPLOYED:
+            raise SystemExit(f"{submission_id} {status}: {submission.failure_reason}")
+        endpoint_url, served_name = submission.endpoint_url, submission.served_model_name
+    with step("waiting for the pipeline run to finish …"):
+        _wait_for_pipeline_run_end(platform, submission_id)
+    return submission_id, endpoint_url, served_name
+
+
+def bench_conversations(platform: Any, store: Any, samples: int) -> dict[str, Any]:
+    """The 200-conversation load against the platform's service, `samples` times; per-sample rows."""
+    from guanaco_dagster.testing.conversation_load import (
+        MESSAGE,
+        ConversationLoadConfig,
+        run_conversation_load,
+    )
+
+    rows = []
+    for sample in range(samples):
+        config = ConversationLoadConfig(
+            base_url=platform.service_url,
+            beta_token=platform.beta_token,
+            conversations=CONCURRENT_CONVERSATIONS,
+            concurrency=CONCURRENT_CONVERSATIONS,
+            messages=MESSAGES_PER_CONVERSATION,
+        )
+        with step(f"{CONCURRENT_CONVERSATIONS} concurrent conversations, sample {sample + 1}/{samples} …"):
+            report = run_conversation_load(config, store)
+        rows.append(
+            {
+                "conversations": CONCURRENT_CONVERSATIONS,
+                "completed": report.completed,
+                "wall_s": report.wall_s,
+                "conversations_per_s": report.conversations_per_s,
+                "server_errors_5xx": report.server_errors,
+                "transport_errors": report.transport_errors,
+                "statuses": {str(code): count for code, count in sorted(report.statuses.items())},
+                "feedback_accepted": report.accepted_feedback,
+                "feedback_stored": report.stored_feedback,
+                "feedback_lost": report.lost_feedback,
+                "non_model_p50_s": percentile(report.non_model_latencies_s, 50),
+                "non_model_p99_s": percentile(report.non_model_latencies_s, 99),
+                "message_p50_s": percentile(report.latencies_s[MESSAGE], 50),
+                "error_samples": report.error_samples,
+            }
+        )
+    return {
+        "samples": rows,
+        "service_log_errors": service_log_errors(platform.logs_dir / "service.log"),
+    }
+
+
+def conversation_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians and minimums over the samples; errors and lost feedback summed."""
+
+    def median(key: str) -> float:
+        return statistics.median(row[key] for row in samples)
+
+    return {
+        "samples": len(samples),
+        "conversations_per_s_median": median("conversations_per_s"),
+        "conversations_per_s_min": min(row["conversations_per_s"] for row in samples),
+        "server_errors_5xx": sum(row["server_errors_5xx"] for row in samples),
+        "transport_errors": sum(row["transport_errors"] for row in samples),
+        "feedback_lost": sum(row["feedback_lost"] or 0 for row in samples),
+        "non_model_p50_s_median": median("non_model_p50_s"),
+        "non_model_p50_s_min": min(row["non_model_p50_s"] for row in samples),
+        "non_model_p99_s_median": median("non_model_p99_s"),
+        "non_model_p99_s_min": min(row["non_model_p99_s"] for row in samples),
+        "message_p50_s_median": median("message_p50_s"),
+    }
+
+
+def _ms_median_min(summary: dict[str, Any], key: str) -> str:
+    return f"{summary[key + '_median'] * 1000:.0f} ({summary[key + '_min'] * 1000:.0f})"
+
+
+def print_conversations(by_store: dict[str, dict[str, Any]]) -> None:
+    rows = []
+    for store_name, result in by_store.items():
+        summary = result["summary"]
+        rows.append(
+            [
+                store_name,
+                summary["samples"],
+                f"{summary['conversations_per_s_median']:.1f} ({summary['conversations_per_s_min']:.1f})",
+                summary["server_errors_5xx"],
+                summary["transport_errors"],
+                summary["feedback_lost"],
+                _ms_median_min(summary, "non_model_p50_s"),
+                _ms_median_min(summary, "non_model_p99_s"),
+                fmt(summary["message_p50_s_median"] * 1000, 0),
+            ]
+        )
+    print_table(
+        f"{CONCURRENT_CONVERSATIONS} concurrent beta conversations (start, {MESSAGES_PER_CONVERSATION} "
+        "messages, feedback) — platform defaults, uvicorn 1 worker",
+        [
+            "store",
+            "samples",
+            "conv/s median (min)",
+            "5xx",
+            "transport errors",
+            "feedback lost",
+            "non-model p50 ms median (min)",
+            "non-model p99 ms median (min)",
+            "message p50 ms",
+        ],
+        rows,
+        caption="non-model routes: start and feedback (the message route waits for the model). Nothing "
+        "is retried; feedback lost = accepted (200) minus rows in the store. The Dagster daemon runs "
+        "throughout.",
+    )
+
+
+def run(full: bool) -> dict[str, Any]:
+    """Deploy the tiny model on a PostgreSQL platform, load each route, then load whole conversations on it
+    and on a platform with every default (SQLite)."""
+    from guanaco_dagster.store.database import Store
+    from guanaco_dagster.testing.watch import wait_for_summary
 
     preset = FULL if full else QUICK
+    samples = conversation_samples(full)
     model = sample_model("tiny")
-    with (
-        temporary_postgres_database() as database_url,
-        hub_serving([model]) as hub,
-        embedded_platform(
-            fresh_home(NAME),
-            hub.endpoint,
-            service=True,
-            database_url=database_url,
-            stress_requests=8,
-            stress_concurrency=4,
-        ) as platform,
-    ):
-        store = Store(database_url)
-        submission_id, _ = submit(store, model.repo_id)
-        with step("deploying the tiny model through the pipeline …"):
-            status = wait_for_outcome(store, submission_id, 600, health_check=platform.check_health)
-        with store.session() as session:
-            submission = get_submission(session, submission_id)
-            if status != Status.DEPLOYED:
-                raise SystemExit(f"{submission_id} {status}: {submission.failure_reason}")
-            endpoint_url, served_name = submission.endpoint_url, submission.served_model_name
-        token = platform.beta_token
-        with step("waiting for the pipeline run to finish …"):
-            _wait_for_pipeline_run_end(platform, submission_id)
-        with step("routing load …"):
-            routing, conversation_ids = bench_routing(platform.service_url, token, preset["levels"], full)
-        with step("chat load: via the service, then direct …"):
-            chat = bench_chat(
-                platform.service_url,
-                token,
-                endpoint_url,
-                served_name,
-                conversation_ids,
-                preset["chat_levels"],
-                full,
-            )
-        with step("feedback load …"):
-            feedback = bench_feedback(platform.service_url, token, conversation_ids, preset["levels"], full)
-        print_results(routing, chat, feedback)
-        logged_errors = service_log_errors(platform.logs_dir / "service.log")
-        stored = sum(result.requests - result.errors for result in feedback)
-        load_ended = time.perf_counter()
-        catch_up_s: float | None = None
-        with step(f"waiting for the feedback summary to cover {stored} posts …"):
-            try:
-                wait_for_summary(store, submission_id, stored, timeout_s=SUMMARY_TIMEOUT_S)
-                catch_up_s = time.perf_counter() - load_ended
-            except TimeoutError:
-                pass
+    platform_overrides = {"stress_requests": 8, "stress_concurrency": 4}  # a quicker deployment only
+    conversations: dict[str, dict[str, Any]] = {}
+    with hub_serving([model]) as hub:
+        with (
+            temporary_postgres_database() as database_url,
+            embedded_platform(
+                fresh_home(NAME), hub.endpoint, service=True, database_url=database_url, **platform_overrides
+            ) as platform,
+        ):
+            store = Store(database_url)
+            submission_id, endpoint_url, served_name = deploy_tiny_model(platform, store, model)
+            token = platform.beta_token
+            with step("routing load …"):
+                routing, conversation_ids = bench_routing(platform.service_url, token, preset["levels"], full)
+            with step("chat load: via the service, then direct …"):
+                chat = bench_chat(
+                    platform.service_url,
+                    token,
+                    endpoint_url,
+                    served_name,
+                    conversation_ids,
+                    preset["chat_levels"],
+                    full,
+                )
+            with step("feedback load …"):
+                feedback = bench_feedback(
+                    platform.service_url, token, conversation_ids, preset["levels"], full
+                )
+            print_results(routing, chat, feedback)
+            logged_errors = service_log_errors(platform.logs_dir / "service.log")
+            stored = sum(result.requests - result.errors for result in feedback)
+            load_ended = time.perf_counter()
+            catch_up_s: float | None = None
+            with step(f"waiting for the feedback summary to cover {stored} posts …"):
+                try:
+                    wait_for_summary(store, submission_id, stored, timeout_s=SUMMARY_TIMEOUT_S)
+                    catch_up_s = time.perf_counter() - load_ended
+                except TimeoutError:
+                    pass
+            conversations["PostgreSQL"] = bench_conversations(platform, store, samples)
+        with embedded_platform(
+            fresh_home(f"{NAME}-sqlite"), hub.endpoint, service=True, **platform_overrides
+        ) as platform:
+            store = Store(platform.settings.resolved_database_url)
+            deploy_tiny_model(platform, store, model)
+            conversations["SQLite (embedded default)"] = bench_conversations(platform, store, samples)
+    for result in conversations.values():
+        result["summary"] = conversation_summary(result["samples"])
+    print_conversations(conversations)
     if logged_errors:
         console.print(
             "[red]errors in the service log:[/] "
@@ -460,13 +597,14 @@ def run(full: bool) -> dict[str, Any]:
         "feedback_stored": stored,
         "summary_catch_up_after_load_s": catch_up_s,
         "service_log_errors": logged_errors,
+        "conversations": conversations,
     }
 
 
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     machine = machine_info()
-    console.rule("[bold]Benchmark: service under load (PostgreSQL)")
+    console.rule("[bold]Benchmark: service under load (PostgreSQL; conversations also on SQLite)")
     console.print(f"[dim]{machine_line(machine)}[/]")
     started = time.perf_counter()
     results = run(args.full)
@@ -475,6 +613,9 @@ def main() -> None:
         **{key: list(value) for key, value in preset.items()},
         "requests": {c: requests_at(c, args.full) for c in preset["levels"]},
         "chat_requests": {c: chat_requests_at(c, args.full) for c in preset["chat_levels"]},
+        "concurrent_conversations": CONCURRENT_CONVERSATIONS,
+        "messages_per_conversation": MESSAGES_PER_CONVERSATION,
+        "conversation_samples": conversation_samples(args.full),
         "full": args.full,
     }
     write_results(NAME, settings, rounded(results), machine, time.perf_counter() - started)

@@ -218,11 +218,13 @@ class LocalProcessDeployer(Deployer):
             return False
         return process_start_ticks(state["pid"]) == state.get("pid_start_ticks")
 
-    @staticmethod
-    def _watched_pid_alive(state: dict[str, Any]) -> bool:
-        """False when the server watches a process that is gone: it is about to exit."""
+    def _lasting(self, state: dict[str, Any]) -> bool:
+        """Alive, and not about to exit because the process it watches (an old platform) is gone."""
         watch_pid = state.get("watch_pid")
-        return watch_pid is None or process_start_ticks(watch_pid) == state.get("watch_pid_start_ticks")
+        watched_alive = watch_pid is None or process_start_ticks(watch_pid) == state.get(
+            "watch_pid_start_ticks"
+        )
+        return watched_alive and self._alive(state)
 
     @staticmethod
     def _same_server(state: dict[str, Any], spec: DeploymentSpec) -> bool:
@@ -263,9 +265,7 @@ class LocalProcessDeployer(Deployer):
     def get(self, submission_id: str) -> Deployment | None:
         """The running, healthy deployment of `submission_id`, else None (also when it is about to exit)."""
         state = self._read_state(submission_id)
-        if state is None or not self._alive(state) or not self._watched_pid_alive(state):
-            return None
-        if not self._healthy(state):
+        if state is None or not self._lasting(state) or not self._healthy(state):
             return None
         return self._deployment(state)
 
@@ -282,7 +282,7 @@ class LocalProcessDeployer(Deployer):
         with self._locked(spec.submission_id):
             state = self._read_state(spec.submission_id)
             if state is not None:
-                if self._same_server(state, spec) and self._alive(state):
+                if self._same_server(state, spec) and self._lasting(state):
                     if self._healthy(state):
                         return self._deployment(state)
                     # Started by an earlier call that did not finish waiting: wait for it now.
@@ -298,7 +298,7 @@ class LocalProcessDeployer(Deployer):
         with self._locked(spec.submission_id):
             state = self._read_state(spec.submission_id)
             if state is not None:
-                if self._same_server(state, spec) and self._alive(state):
+                if self._same_server(state, spec) and self._lasting(state):
                     return
                 self._stop(state)
             self._start(spec)

@@ -10,7 +10,7 @@ Ranking rules, chosen so a row's place can be trusted:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -113,11 +113,22 @@ def build_leaderboard(
         .where(Submission.status.in_(list(LISTED_STATUSES)), conversations.c.n > 0)
     )
     if submitted_after is not None:
-        query = query.where(Submission.created_at >= submitted_after)
+        query = query.where(Submission.created_at >= as_utc(submitted_after))
     if submitted_before is not None:
-        query = query.where(Submission.created_at < submitted_before)
+        query = query.where(Submission.created_at < as_utc(submitted_before))
     rows = [_row(*result) for result in session.execute(query)]
     return rank_rows(rows, min_feedback)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` in UTC (naive means UTC), clamped to the calendar's ends: databases refuse offsets like
+    +23:59 that Python accepts, and year 1 at +01:00 is before the first representable moment."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if moment.year == datetime.min.year else datetime.max).replace(tzinfo=UTC)
 
 
 def _row(

@@ -138,12 +138,9 @@ class _Load:
     async def run(self) -> ConversationLoadReport:
         config = self.config
         slots = asyncio.Semaphore(config.concurrency)
-        # Idle connections are dropped before uvicorn's 5 s keep-alive would close them under a request.
-        limits = httpx.Limits(
-            max_connections=config.concurrency,
-            max_keepalive_connections=config.concurrency,
-            keepalive_expiry=2.0,
-        )
+        # No keep-alive: on a starved machine a reused connection can meet uvicorn's 5 s idle close, and
+        # the load would count that client-side race as a failure of the service.
+        limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=0)
         headers = {"Authorization": f"Bearer {config.beta_token}"}
         started = time.perf_counter()
         async with httpx.AsyncClient(

@@ -191,7 +191,7 @@ def test_logout_forgets_the_key(service, data_dir):
 
     assert not (data_dir / "credentials.json").exists()
     assert result.exit_code == 1
-    assert "no developer key: run `guanaco login`" in result.output
+    assert "not logged in: run `guanaco login`" in result.output
 
 
 def test_a_key_the_service_no_longer_accepts_is_reported(service, data_dir, monkeypatch):
@@ -492,6 +492,52 @@ def test_feedback_shows_the_summary_and_masks_email_addresses(service, as_alice,
     assert "my mail is [email]" in result.output
     assert "“lovely, write me at [email]”" in result.output
     assert "Quill: Noted!" in result.output
+
+
+HOSTILE_FEEDBACK = "\x1b[2J\x1b[31mgreat bot\x1b[0m, would chat again"
+
+
+def test_terminal_escapes_in_feedback_reach_neither_the_terminal_nor_the_dagster_ui(
+    service, as_alice, deployed, tmp_path
+):
+    from dagster import DagsterInstance, materialize
+
+    from assets import feedback_summary
+    from resources import PrivacyResource, StoreResource
+
+    submission_id = deployed()
+    with service.store.session() as session:
+        conversation = start_conversation(
+            session, user_id="user-x", bot_id="quill", bot_name="Qu\x1b[5mill", submission_id=submission_id
+        )
+        session.add(
+            Message(conversation_id=conversation.id, sender="user", content="hi\x1b]0;pwned\x07 there")
+        )
+        session.add(Message(conversation_id=conversation.id, sender="bot", content="Arr\x1b[2K!"))
+        session.flush()
+        leave_feedback(session, conversation.id, thumbs_up=True, text=HOSTILE_FEEDBACK)
+
+    result = guanaco("feedback", submission_id)
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("submissions", [submission_id])
+    summary = materialize(
+        [feedback_summary],
+        partition_key=submission_id,
+        instance=instance,
+        resources={
+            "store": StoreResource(database_url=service.store.url),
+            "privacy": PrivacyResource(home=str(tmp_path)),
+        },
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "great bot, would chat again" in result.output
+    assert "hi there" in result.output and "Quill: Arr!" in result.output
+    (materialization,) = summary.asset_materializations_for_node("feedback_summary")
+    shown = "".join(str(value.value) for value in materialization.metadata.values())
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "great bot, would chat again" in shown
 
 
 def test_feedback_json_is_the_services_answer_in_chais_shape(service, as_alice, rated_submission):

@@ -37,10 +37,13 @@ def _feedback_counts(store) -> dict[str, int]:
 
 
 @pytest.fixture
-def soak_target(service):
-    """A deployed model to route beta users to (no chat is sent, so its endpoint is never called)."""
+def soak_target(service, served_tiny_model):
+    """A deployed model to route beta users to: no chat is sent, but routing needs its server healthy."""
     submission_id = service.deployed_submission(
-        service.alice_key, "http://127.0.0.1:9/v1", "soak-model", "alice/soak-target"
+        service.alice_key,
+        served_tiny_model.endpoint_url,
+        served_tiny_model.served_model_name,
+        "alice/soak-target",
     )
     yield submission_id
     with service.store.session() as session:
@@ -48,6 +51,7 @@ def soak_target(service):
 
 
 @pytest.mark.postgres
+@pytest.mark.vllm
 def test_concurrent_feedback_with_retries_is_stored_exactly_once_and_fully_summarised(
     service, soak_target, capsys
 ):
