@@ -84,9 +84,11 @@ def test_chai_clients_calls_work_unchanged_from_submission_to_deactivation(hub_s
 
             raw = _poll(
                 # The pipeline leaves an empty summary at deploy time; wait for the one covering the feedback.
-                lambda: (r := chai.get_feedback_rows(submission_id)[0])["summary"]
-                and r["summary"].get("feedback_count")
-                and r,
+                lambda: (
+                    (r := chai.get_feedback_rows(submission_id)[0])["summary"]
+                    and r["summary"].get("feedback_count")
+                    and r
+                ),
                 timeout_s=120,
                 what="feedback summary",
             )
