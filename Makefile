@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[serve-cpu,dev]"
 	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec triton || true
+	# The architectures vLLM serves, read from its registry once (committed: the platform image has no vLLM).
+	$(BIN)/python -m guanaco_dagster.stages.vllm_architectures --write
 	touch $@
 
 demo: install

@@ -16,7 +16,15 @@ import time
 from benchmarks.common import console, machine_info, machine_line, print_table, write_results
 
 # Cheapest first: a failure in a platform benchmark should not hide the numbers of the others.
-BENCHMARKS = ("cli_startup", "weight_loading", "serving", "time_to_feedback", "service", "scale")
+BENCHMARKS = (
+    "cli_startup",
+    "weight_scan",
+    "weight_loading",
+    "serving",
+    "time_to_feedback",
+    "service",
+    "scale",
+)
 
 
 def main() -> int:

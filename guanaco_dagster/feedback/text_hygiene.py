@@ -50,10 +50,16 @@ def clean_line(text: str) -> str:
     return clean_text(text, multiline=False)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!])")
+# What turns text into markup: code, emphasis, HTML, table cells, headings, and "](" (links, images).
+# Lone brackets stay, so masks such as "[email]" read as they are.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_<>|#]|\]\()")
 
 
 def markdown_text(text: str) -> str:
-    """`text` as one line of literal Markdown: cleaned, with the characters that make links, images,
-    HTML, tables or headings escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", clean_line(text))
+    """`text` as one line of literal Markdown: cleaned, with what would make code, emphasis, HTML, tables,
+    headings, links or images escaped."""
+    return _MARKDOWN_SPECIAL.sub(_escaped, clean_line(text))
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return "]\\(" if match.group() == "](" else "\\" + match.group()

@@ -261,13 +261,9 @@ def format_prompt(
     def fits(parts: _PromptParts) -> bool:
         return count_tokens(parts.render(formatter, names)) <= max_input_tokens
 
-    parts = _PromptParts(memory=memory, prompt=prompt, turns=tuple(history))
-    if fits(parts):
+    parts, done = _shorten(_PromptParts(memory=memory, prompt=prompt, turns=tuple(history)), fits)
+    if done:
         return parts.render(formatter, names)
-    for shorten in (_drop_oldest_turns, _cut_memory, _cut_prompt, _cut_newest_turn):
-        parts, done = shorten(parts, fits)
-        if done:
-            return parts.render(formatter, names)
     raise ValueError(
         f"max_input_tokens={max_input_tokens} is too small for the formatter's templates alone "
         f"({count_tokens(parts.render(formatter, names))} tokens with empty memory, prompt and message)"
@@ -275,6 +271,36 @@ def format_prompt(
 
 
 _Fits = Callable[[_PromptParts], bool]
+
+
+def _shorten(parts: _PromptParts, fits: _Fits) -> tuple[_PromptParts, bool]:
+    """`parts` shortened in `format_prompt`'s order until it fits; whether it does in the end."""
+    if fits(parts):
+        return parts, True
+    for shorten in (_drop_oldest_turns, _cut_memory, _cut_prompt, _cut_newest_turn):
+        parts, done = shorten(parts, fits)
+        if done:
+            return parts, True
+    return parts, False
+
+
+def fit_conversation(
+    *,
+    memory: str,
+    prompt: str,
+    history: Sequence[ChatTurn],
+    fits: Callable[[str, str, tuple[ChatTurn, ...]], bool],
+) -> tuple[str, str, tuple[ChatTurn, ...]]:
+    """(memory, prompt, turns) shortened as `format_prompt` shortens them, until `fits(memory, prompt,
+    turns)` holds: for prompts laid out by something else than a formatter (a model's chat template).
+    Raises ValueError when even empty memory, prompt and message do not fit."""
+    parts, done = _shorten(
+        _PromptParts(memory=memory, prompt=prompt, turns=tuple(history)),
+        lambda candidate: fits(candidate.memory, candidate.prompt, candidate.turns),
+    )
+    if not done:
+        raise ValueError("the prompt budget (max_input_tokens) is too small for the chat template alone")
+    return parts.memory, parts.prompt, parts.turns
 
 
 def _drop_oldest_turns(parts: _PromptParts, fits: _Fits) -> tuple[_PromptParts, bool]:
