@@ -44,6 +44,7 @@ def download_metadata(
                 if report.context_length
                 else "not stated in config.json",
                 "tokenizer": f"{report.tokenizer_class}, {report.tokenizer_vocab_size} tokens",
+                "chat template": "shipped by the model" if report.chat_template else "none shipped",
             }
         ),
         "model_context_length": MetadataValue.int(report.context_length or 0),
@@ -65,6 +66,9 @@ def tensorize_metadata(artifact: TensorizedArtifact, digest: str) -> dict[str, o
         "verify_s": MetadataValue.float(round(artifact.verify_s, 3)),
         "hash_verified": True,
         "files": MetadataValue.json(sorted(artifact.copied_files)),
+        "chat_template": "built from the formatter (the model ships none)"
+        if artifact.supplied_chat_template
+        else "the model's own",
         "local_path": MetadataValue.path(str(artifact.weights_path)),
     }
 

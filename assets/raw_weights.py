@@ -8,6 +8,7 @@ from assets.metadata import download_metadata
 from assets.partitions import submissions_partitions
 from assets.stage import submission_stage
 from guanaco_dagster.stages.weight_checks import check_model_dir
+from guanaco_dagster.submissions.chat_format import resolved_chat_format
 from guanaco_dagster.submissions.lifecycle import Status
 from resources import HubResource, PipelineConfigResource, StoreResource
 from resources.leftovers import leftovers_of
@@ -32,5 +33,8 @@ def raw_weights(
             max_parameters=pipeline.max_parameters,
             max_weight_bytes=pipeline.max_weight_bytes,
         )
-        stage.record(resolved_revision=download.commit_sha)
+        stage.record(
+            resolved_revision=download.commit_sha,
+            chat_format=resolved_chat_format(stage.handoff.chat_format, report.chat_template),
+        )
     return MaterializeResult(metadata=download_metadata(stage.handoff, download, report, pipeline))

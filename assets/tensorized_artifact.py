@@ -9,6 +9,8 @@ from assets.partitions import submissions_partitions
 from assets.raw_weights import raw_weights
 from assets.stage import submission_stage
 from guanaco_dagster.stages.tensorize import artifact_digest, tensorize_model
+from guanaco_dagster.submissions.chat_template import platform_chat_template
+from guanaco_dagster.submissions.formatter import PromptFormatter
 from guanaco_dagster.submissions.lifecycle import Status
 from resources import PipelineConfigResource, StoreResource
 from resources.leftovers import leftovers_of
@@ -23,11 +25,14 @@ from resources.leftovers import leftovers_of
 def tensorized_artifact(
     context: AssetExecutionContext, store: StoreResource, pipeline: PipelineConfigResource
 ) -> MaterializeResult:
-    """Serialize the state dict with tensorizer and read it back once with hash verification."""
+    """Serialize the state dict with tensorizer and read it back once with hash verification; a model that
+    ships no chat template gets one built from the submission's formatter."""
     with submission_stage(context, store.store, Status.TENSORIZING, leftovers_of(pipeline=pipeline)) as stage:
         out_dir = pipeline.staging.tensorized_dir(stage.submission_id)
         shutil.rmtree(out_dir, ignore_errors=True)
-        artifact = tensorize_model(pipeline.staging.raw_dir(stage.submission_id), out_dir)
+        raw_dir = pipeline.staging.raw_dir(stage.submission_id)
+        chat_template = platform_chat_template(raw_dir, PromptFormatter(**stage.handoff.formatter))
+        artifact = tensorize_model(raw_dir, out_dir, chat_template=chat_template)
         digest = artifact_digest(out_dir)
         stage.record(artifact_sha256=digest)
     return MaterializeResult(metadata=tensorize_metadata(artifact, digest))

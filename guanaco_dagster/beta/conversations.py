@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 
 from guanaco_dagster.beta.health import ProbeResult, record_probe
 from guanaco_dagster.beta.model_client import ModelClient, ModelUnavailable
+from guanaco_dagster.beta.model_template_chat import chat_sampling, fit_model_chat
 from guanaco_dagster.beta.routing import NoModelAvailable, choose_model
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import Conversation, Feedback, Message, Submission
+from guanaco_dagster.submissions.chat_format import uses_model_chat_template
 from guanaco_dagster.submissions.formatter import ChatTurn, GenerationParams, PromptFormatter, format_prompt
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import get_submission
@@ -95,6 +97,7 @@ class ModelTarget:
     served_model_name: str
     formatter: PromptFormatter
     params: GenerationParams
+    model_chat_template: bool = False  # `auto`: chat through the model's own template, not the formatter
 
 
 def model_target(submission: Submission) -> ModelTarget:
@@ -107,14 +110,29 @@ def model_target(submission: Submission) -> ModelTarget:
         served_model_name=submission.served_model_name or submission.id,
         formatter=PromptFormatter(**submission.formatter),
         params=GenerationParams(**submission.generation_params),
+        model_chat_template=uses_model_chat_template(submission.chat_format),
     )
 
 
 def generate_reply(
     target: ModelTarget, *, memory: str, prompt: str, bot_name: str, user_name: str, history: list[ChatTurn]
 ) -> BotReply:
-    """Format the conversation with the submission's formatter and ask its model for the next bot turn."""
+    """Ask the submission's model for the next bot turn: through its own chat template (`auto`), or with the
+    conversation formatted by the submission's formatter."""
     with ModelClient(target.endpoint_url, target.served_model_name) as client:
+        if target.model_chat_template:
+            chat = fit_model_chat(
+                client,
+                memory=memory,
+                prompt=prompt,
+                bot_name=bot_name,
+                user_name=user_name,
+                history=history,
+                max_input_tokens=target.params.max_input_tokens,
+            )
+            completion = client.chat(chat.messages, **chat_sampling(target.params))
+            model_input = client.detokenize(chat.prompt_tokens)
+            return BotReply("", model_input, storable_text(completion.text).strip(), completion.latency_s)
         model_input = format_prompt(
             target.formatter,
             memory=memory,

@@ -1,8 +1,9 @@
-"""Talk to one deployed model's OpenAI-compatible endpoint (vLLM): count tokens, complete prompts."""
+"""Talk to one deployed model's OpenAI-compatible endpoint (vLLM): count tokens, complete prompts, chat."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -60,14 +61,36 @@ class ModelClient:
         response = self._post(f"{self.server_url}/tokenize", {"model": self.model, "prompt": text})
         return int(response["count"])
 
+    def tokenize_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        """The token ids the model's chat template makes of `messages`, reply cue included (`/tokenize`)."""
+        body = {"model": self.model, "messages": messages, "add_generation_prompt": True}
+        return list(self._post(f"{self.server_url}/tokenize", body)["tokens"])
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of `tokens` by the served model's tokenizer (`/detokenize`)."""
+        response = self._post(f"{self.server_url}/detokenize", {"model": self.model, "tokens": tokens})
+        return str(response["prompt"])
+
     def complete(self, prompt: str, **params: object) -> Completion:
         """One completion; with `n > 1` the most likely candidate (highest mean log-probability) wins."""
         n = int(params.get("n", 1) or 1)
         body = {"model": self.model, "prompt": prompt, **params}
         if n > 1:
             body["logprobs"] = 0
+        return self._generate("completions", body, n, lambda choice: choice["text"])
+
+    def chat(self, messages: list[dict[str, str]], **params: object) -> Completion:
+        """The next assistant message, laid out by the model's chat template (`/v1/chat/completions`); with
+        `n > 1` the most likely candidate wins."""
+        n = int(params.get("n", 1) or 1)
+        body = {"model": self.model, "messages": messages, **params}
+        if n > 1:
+            body["logprobs"] = True
+        return self._generate("chat/completions", body, n, lambda choice: choice["message"]["content"] or "")
+
+    def _generate(self, route: str, body: dict, n: int, text_of: Callable[[dict], str]) -> Completion:
         started = time.perf_counter()
-        response = self._post(f"{self.endpoint_url}/completions", body)
+        response = self._post(f"{self.endpoint_url}/{route}", body)
         latency = time.perf_counter() - started
         choices = response.get("choices") or []
         if not choices:
@@ -75,7 +98,7 @@ class ModelClient:
         best = max(choices, key=_mean_logprob) if n > 1 else choices[0]
         usage = response.get("usage") or {}
         return Completion(
-            best["text"], latency, int(usage.get("completion_tokens", 0)), best.get("finish_reason")
+            text_of(best), latency, int(usage.get("completion_tokens", 0)), best.get("finish_reason")
         )
 
     def _post(self, url: str, body: dict) -> dict:
@@ -94,6 +117,8 @@ class ModelClient:
 
 
 def _mean_logprob(choice: dict) -> float:
-    logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or []
-    values = [v for v in logprobs if v is not None]
+    logprobs = choice.get("logprobs") or {}
+    # Completions list `token_logprobs`; chat completions list `content` entries with a `logprob` each.
+    chat_values = [entry.get("logprob") for entry in logprobs.get("content") or []]
+    values = [v for v in logprobs.get("token_logprobs") or chat_values if v is not None]
     return sum(values) / len(values) if values else float("-inf")

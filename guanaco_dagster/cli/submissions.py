@@ -77,11 +77,17 @@ def submit(
     max_output_tokens: Annotated[int | None, typer.Option(help="Reply length limit, 1 to 2048.")] = None,
     best_of: Annotated[int | None, typer.Option(help="Candidate replies per request, 1 to 16.")] = None,
     stop: Annotated[
-        list[str] | None, typer.Option(help="A stopping word (repeat for several; default: newline).")
+        list[str] | None,
+        typer.Option(help="A stopping word (repeat for several; default: the layout's, e.g. <|im_end|>)."),
     ] = None,
     formatter: Annotated[
-        str, typer.Option(help=f"Prompt layout: {', '.join(FORMATTER_PRESETS)}.", case_sensitive=False)
-    ] = "pygmalion",
+        str,
+        typer.Option(
+            help=f"Prompt layout: {', '.join(FORMATTER_PRESETS)}. auto uses the model's own chat template "
+            "(Chai's pygmalion layout when it ships none).",
+            case_sensitive=False,
+        ),
+    ] = "auto",
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the id and return at once.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for deployed or failed.")] = 900,
     as_json: Annotated[
@@ -89,8 +95,8 @@ def submit(
     ] = False,
 ) -> None:
     """Submit a model, then follow it stage by stage until it is deployed (or fails)."""
-    layout = FORMATTER_PRESETS.get(formatter.lower())
-    if layout is None:
+    preset = FORMATTER_PRESETS.get(formatter.lower())
+    if preset is None:
         raise typer.BadParameter(f"choose one of: {', '.join(FORMATTER_PRESETS)}", param_hint="--formatter")
     params = _generation_params(
         temperature=temperature,
@@ -102,11 +108,11 @@ def submit(
         max_input_tokens=max_input_tokens,
         max_output_tokens=max_output_tokens,
         best_of=best_of,
-        stopping_words=stop or None,
+        stopping_words=stop or list(preset.stopping_words) or None,
     )
     body: dict[str, Any] = {"model_repo": repo, "hf_revision": revision, "generation_params": params}
-    if layout:
-        body["formatter"] = layout
+    if preset.layout is not None:
+        body["formatter"] = preset.layout
     if model_name:
         body["model_name"] = model_name
     out = stdout()

@@ -46,6 +46,12 @@ class SubmissionInfo(BaseModel):
     failure_reason: str | None
     generation_params: dict
     formatter: dict
+    chat_format: str | None = Field(
+        default=None,
+        description="`auto`: chats use the model's own chat template; `formatter`: the submitted formatter; "
+        "`formatter-default`: none was submitted and the model ships no chat template, so Chai's default "
+        "formatter (also served as the model's chat template).",
+    )
     timestamp: datetime
     stages: list[StageTimingOut]
     logs: list[LogEntry]

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from guanaco_dagster.stages.chat_templates import write_chat_template
 from inference.artifact import WEIGHTS_FILENAME
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -59,6 +60,7 @@ class TensorizedArtifact:
     serialize_s: float = 0.0
     verify_s: float = 0.0
     tensor_count: int = 0
+    supplied_chat_template: bool = False  # the platform wrote chat_template.jinja (the model ships none)
 
 
 TensorSpecs = dict[str, tuple[tuple[int, ...], str]]
@@ -173,8 +175,11 @@ def verify_tensorized(weights_path: Path, expected: TensorSpecs) -> int:
     return len(found)
 
 
-def tensorize_model(model_dir: Path, out_dir: Path) -> TensorizedArtifact:
-    """Serialize `model_dir`'s safetensors to `out_dir/model.tensors`, copy config/tokenizer files, verify."""
+def tensorize_model(model_dir: Path, out_dir: Path, chat_template: str | None = None) -> TensorizedArtifact:
+    """Serialize `model_dir`'s safetensors to `out_dir/model.tensors`, copy config/tokenizer files, verify.
+
+    `chat_template`, when given, becomes the artifact's `chat_template.jinja` (for models that ship none).
+    """
     from tensorizer import TensorSerializer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -201,6 +206,8 @@ def tensorize_model(model_dir: Path, out_dir: Path) -> TensorizedArtifact:
         target = out_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model_dir / relative, target)
+    if chat_template is not None:
+        write_chat_template(out_dir, chat_template)
 
     started = time.perf_counter()
     tensor_count = verify_tensorized(weights_path, expected)
@@ -215,4 +222,5 @@ def tensorize_model(model_dir: Path, out_dir: Path) -> TensorizedArtifact:
         serialize_s=serialize_s,
         verify_s=verify_s,
         tensor_count=tensor_count,
+        supplied_chat_template=chat_template is not None,
     )

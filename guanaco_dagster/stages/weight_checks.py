@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from guanaco_dagster.stages.chat_templates import ships_chat_template
 from guanaco_dagster.stages.context_length import model_context_limit
 from guanaco_dagster.stages.finite_scan import non_finite_tensors
 from guanaco_dagster.stages.vllm_architectures import served_architectures
@@ -57,6 +58,7 @@ class WeightReport:
     context_length: int | None  # the model's own limit (config.json), None when it states none
     context_length_source: str | None
     finite_scan_s: float  # the NaN/Inf scan over every weight byte
+    chat_template: bool = False  # the model ships a chat template (tokenizer_config.json or a file)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -320,4 +322,5 @@ def check_model_dir(model_dir: Path, *, max_parameters: int, max_weight_bytes: i
         context_length=context.tokens if context else None,
         context_length_source=context.source if context else None,
         finite_scan_s=finite_scan_s,
+        chat_template=ships_chat_template(model_dir),
     )

@@ -51,14 +51,19 @@ _ROLE_ERROR = (
 )
 
 
+def _jinja_literal(text: str) -> str:
+    """`text` output verbatim: as a string literal, nothing in it is parsed as Jinja and whitespace control
+    cannot touch it. Jinja unescapes string literals like Python (\\n, \\", \\uXXXX), as JSON escapes them."""
+    return "{{- " + json.dumps(text, ensure_ascii=False) + " -}}"
+
+
 def _jinja_output(template: str) -> str:
-    """A formatter template as Jinja output statements: its text as string literals, so nothing in it is
-    parsed as Jinja and whitespace control cannot touch it; its placeholders as expressions."""
+    """A formatter template as Jinja output statements: its text as literals, its placeholders as
+    expressions."""
     statements: list[str] = []
     for literal, name, _spec, _conversion in string.Formatter().parse(template):
         if literal:
-            # Jinja unescapes string literals like Python (\n, \", \uXXXX), which JSON's escapes are.
-            statements.append("{{- " + json.dumps(literal, ensure_ascii=False) + " -}}")
+            statements.append(_jinja_literal(literal))
         if name is not None:
             statements.append("{{- " + _PLACEHOLDER_VALUES[name] + " -}}")
     return "".join(statements)
@@ -71,7 +76,7 @@ def formatter_chat_template(formatter: PromptFormatter, *, prefix: str = "") -> 
     """
     return (
         _PREAMBLE
-        + (_jinja_output(prefix.replace("{", "{{").replace("}", "}}")) + "\n" if prefix else "")
+        + (_jinja_literal(prefix) + "\n" if prefix else "")
         + _jinja_output(formatter.memory_template)
         + "\n"
         + _jinja_output(formatter.prompt_template)

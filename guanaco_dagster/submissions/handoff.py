@@ -22,6 +22,8 @@ class StageHandoff:
     requested_revision: str
     formatter: dict = field(default_factory=dict)  # the developer's prompt formatter (PromptFormatter)
     generation_params: dict = field(default_factory=dict)  # and sampling (GenerationParams)
+    # requested at submit (`auto` or `formatter`), then what intake chose (submissions/chat_format.py)
+    chat_format: str | None = None
     resolved_revision: str | None = None  # raw_weights: the commit the revision resolved to
     artifact_sha256: str | None = None  # tensorized_artifact: content address of the artifact
     artifact_uri: str | None = None  # cached_s3_object: where the artifact lives in the cache
@@ -31,7 +33,14 @@ class StageHandoff:
 
 # What stages may record; the submission's inputs are fixed when it is created.
 RECORDED_FIELDS = frozenset(
-    {"resolved_revision", "artifact_sha256", "artifact_uri", "endpoint_url", "served_model_name"}
+    {
+        "resolved_revision",
+        "chat_format",
+        "artifact_sha256",
+        "artifact_uri",
+        "endpoint_url",
+        "served_model_name",
+    }
 )
 
 

@@ -31,7 +31,11 @@ class SubmissionRequest(BaseModel):
     model_repo: str = Field(description="Hugging Face repo id, e.g. 'org/model'.")
     hf_revision: str = Field(default="main", min_length=1, max_length=200)
     generation_params: GenerationParams = Field(default_factory=GenerationParams)
-    formatter: PromptFormatter = Field(default_factory=PromptFormatter)
+    formatter: PromptFormatter | None = Field(
+        default=None,
+        description="How chats are laid out for the model. Omit it to let the platform use the model's own "
+        "chat template (`auto`), or Chai's default layout when the model ships none.",
+    )
     model_name: str | None = Field(default=None, max_length=200)
     # Chai's client may send its reward-model fields; there is no reward stage here, so they are ignored.
     reward_repo: str | None = Field(default=None, max_length=200, description="Accepted and ignored.")

@@ -10,6 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from guanaco_dagster.store.models import Developer, StageTiming, Submission, SubmissionEvent, utcnow
+from guanaco_dagster.submissions.chat_format import requested_chat_format
+from guanaco_dagster.submissions.formatter import PromptFormatter
 from guanaco_dagster.submissions.lifecycle import TERMINAL, Status, check_transition
 from guanaco_dagster.submissions.request import SubmissionRequest
 
@@ -42,7 +44,9 @@ def create_submission(session: Session, developer: Developer, request: Submissio
             requested_revision=request.hf_revision,
             model_name=request.model_name or f"{slug}_v{version}",
             generation_params=request.generation_params.model_dump(),
-            formatter=request.formatter.model_dump(),
+            # With no formatter, Chai's default stands in until intake finds the model's own chat template.
+            formatter=(request.formatter or PromptFormatter()).model_dump(),
+            chat_format=requested_chat_format(request.formatter is not None),
             status=Status.PENDING,
         )
         try:

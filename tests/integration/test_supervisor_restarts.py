@@ -41,6 +41,9 @@ def test_a_killed_child_is_restarted_and_the_report_names_the_signal_and_its_log
     supervisor = Supervisor([child.supervised("service")], report=reports.append, poll_s=0.05).start()
     try:
         first = child.process.pid
+        wait_until(
+            lambda: "serving requests" in child.log_path.read_text(), timeout_s=10, what="the child's log"
+        )
         os.kill(first, signal.SIGKILL)
 
         wait_until(lambda: supervisor.restarts["service"] == 1, timeout_s=10, what="the restart")

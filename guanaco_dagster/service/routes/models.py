@@ -60,6 +60,7 @@ def submission_info(submission: Submission) -> SubmissionInfo:
         failure_reason=submission.failure_reason,
         generation_params=submission.generation_params,
         formatter=submission.formatter,
+        chat_format=submission.chat_format,
         timestamp=submission.created_at,
         stages=[
             StageTimingOut(
