@@ -20,22 +20,26 @@ def feedback_summary(
     context: AssetExecutionContext, store: StoreResource, privacy: PrivacyResource
 ) -> MaterializeResult:
     """Summarise all the submission's feedback (counts, Wilson interval, categories, samples); store it."""
-    submission_id = context.partition_key
+    return MaterializeResult(metadata=summarise_submission(store, privacy, context.partition_key))
+
+
+def summarise_submission(
+    store: StoreResource, privacy: PrivacyResource, submission_id: str
+) -> dict[str, MetadataValue]:
+    """Build and store one submission's feedback report; the metadata the Dagster UI shows for it."""
     with store.store.session() as session:
         report = build_feedback_report(session, submission_id, privacy.key())
         save_feedback_report(session, submission_id, report)
     summary = report["summary"]
     samples = report["sample_conversations"]
-    return MaterializeResult(
-        metadata={
-            "feedback_count": MetadataValue.int(summary["feedback_count"]),
-            "thumbs_up_ratio": MetadataValue.float(round(summary["thumbs_up_ratio"], 4)),
-            "wilson_95_low": MetadataValue.float(round(summary["wilson_low"], 4)),
-            "wilson_95_high": MetadataValue.float(round(summary["wilson_high"], 4)),
-            "summary": MetadataValue.md(report["markdown"]),
-            "sample_conversations": MetadataValue.md(_conversations_markdown(samples)),
-        }
-    )
+    return {
+        "feedback_count": MetadataValue.int(summary["feedback_count"]),
+        "thumbs_up_ratio": MetadataValue.float(round(summary["thumbs_up_ratio"], 4)),
+        "wilson_95_low": MetadataValue.float(round(summary["wilson_low"], 4)),
+        "wilson_95_high": MetadataValue.float(round(summary["wilson_high"], 4)),
+        "summary": MetadataValue.md(report["markdown"]),
+        "sample_conversations": MetadataValue.md(_conversations_markdown(samples)),
+    }
 
 
 def _conversations_markdown(samples: list[dict]) -> str:

@@ -13,6 +13,7 @@ from guanaco_dagster.store.models import SubmissionEvent
 from guanaco_dagster.submissions.failure import Leftovers, fail_submission
 from guanaco_dagster.submissions.handoff import StageHandoff, read_handoff, record_handoff
 from guanaco_dagster.submissions.lifecycle import Status
+from guanaco_dagster.submissions.reconciler import INTERRUPTED_MESSAGE
 from guanaco_dagster.submissions.submissions import finish_stage, stage_failure_reason, start_stage
 
 # Transient errors (Hub 5xx, dropped connections) wait 0.5 s, 1 s, 2 s, … between attempts.
@@ -75,8 +76,13 @@ def submission_stage(
             allow_retries=False,
         ) from error
     except BaseException:
+        # The run was interrupted (the platform stopping): the model is not to blame, so nothing fails;
+        # the reconciler resumes the stage once the platform is back.
         with store.session() as session:
             finish_stage(session, submission_id, stage, succeeded=False)
+            session.add(
+                SubmissionEvent(submission_id=submission_id, status=stage, message=INTERRUPTED_MESSAGE)
+            )
         raise
     with store.session() as session:
         finish_stage(session, submission_id, stage, succeeded=True)

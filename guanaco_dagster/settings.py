@@ -50,6 +50,10 @@ class Settings(HubConfig, S3Config, IntakeLimits, StressConfig, Slo, LocalServer
     # The app's bot-response service authenticates beta routes with this token; unset = beta routes off.
     beta_service_token: SecretStr | None = None
     max_request_bytes: int = 1024 * 1024
+    # `json`: one JSON line per request (method, route, status, duration, request id) on stderr.
+    log_format: Literal["text", "json"] = "text"
+    # The service migrates the store when it starts; on Kubernetes a migration Job does it once instead.
+    migrate_on_start: bool = True
     # Keys user pseudonyms (feedback/pseudonym_key.py); unset = a random key created under `home`.
     pseudonym_key: str | None = secret_field(
         description="Secret behind user pseudonyms (a long random string)."

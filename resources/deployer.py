@@ -39,6 +39,9 @@ class DeployerResource(ConfigurableResource, LocalServerConfig, S3Config):
             max_model_len=self.vllm_max_model_len,
             startup_timeout_s=self.server_startup_timeout_s,
             platform_pid=self.platform_pid,
+            # Model servers only read the cache: read-only keys where the operator configured them.
+            s3_read_access_key=self.s3_read_access_key_id,
+            s3_read_secret_key=self.s3_read_secret_access_key,
         )
 
     def platform_max_model_len(self) -> int:

@@ -4,7 +4,7 @@ from dagster import Definitions
 
 from sensors.failure_sensor import pipeline_failure_sensor
 from sensors.feedback_sensor import feedback_sensor
-from sensors.jobs import feedback_summary_job, submission_pipeline_job
+from sensors.jobs import feedback_summary_job, submission_pipeline_job, summarise_feedback_batch
 from sensors.lifecycle import lifecycle_job, lifecycle_sensor
 from sensors.reconciler_sensor import reconciler_sensor
 from sensors.self_heal_sensor import self_heal_sensor
@@ -18,8 +18,15 @@ ALL_SENSORS = [
     reconciler_sensor,
     self_heal_sensor,
 ]
-ALL_JOBS = [submission_pipeline_job, feedback_summary_job, lifecycle_job]
+ALL_JOBS = [submission_pipeline_job, feedback_summary_job, summarise_feedback_batch, lifecycle_job]
 
 defs = Definitions(sensors=ALL_SENSORS, jobs=ALL_JOBS)
 
-__all__ = ["ALL_JOBS", "ALL_SENSORS", "defs", "feedback_summary_job", "submission_pipeline_job"]
+__all__ = [
+    "ALL_JOBS",
+    "ALL_SENSORS",
+    "defs",
+    "feedback_summary_job",
+    "submission_pipeline_job",
+    "summarise_feedback_batch",
+]

@@ -5,6 +5,7 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from guanaco_dagster.submissions.failure import fail_submission
 from guanaco_dagster.submissions.lifecycle import Status
+from guanaco_dagster.submissions.reconciler import was_interrupted
 from guanaco_dagster.submissions.submissions import SubmissionNotFound
 from resources import DeployerResource, PipelineConfigResource, S3CacheResource, StoreResource
 from resources.leftovers import leftovers_of
@@ -36,8 +37,9 @@ def pipeline_failure_sensor(
             submission_id,
             f"pipeline run {context.dagster_run.run_id[:8]} failed: {reason}",
             leftovers_of(deployer=deployer, s3_cache=s3_cache, pipeline=pipeline),
-            # A failed heal or summary step of a model that serves must not take it away from users.
-            unless=lambda submission: submission.status == Status.DEPLOYED,
+            # A failed heal or summary step of a model that serves must not take it away from users, and a
+            # run the platform interrupted is resumed by the reconciler, not blamed on the model.
+            unless=lambda submission: submission.status == Status.DEPLOYED or was_interrupted(submission),
         )
     except SubmissionNotFound:
         return

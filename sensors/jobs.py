@@ -1,8 +1,27 @@
-"""Jobs the sensors launch: the submission pipeline and the feedback summary."""
+"""Jobs the sensors launch: the submission pipeline and the feedback summaries."""
 
-from dagster import AssetSelection, define_asset_job
+from dagster import (
+    AssetMaterialization,
+    AssetSelection,
+    Config,
+    Failure,
+    OpExecutionContext,
+    define_asset_job,
+    job,
+    op,
+)
 
 from assets import PIPELINE_ASSETS, feedback_summary
+from assets.feedback_summary import summarise_submission
+from assets.partitions import submissions_partitions
+from resources import PrivacyResource, StoreResource
+
+# A feedback summary reads a few rows and writes one: on Kubernetes its run pod is small, not pipeline-sized.
+SMALL_RUN_POD = {
+    "container_config": {
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+    }
+}
 
 # feedback_summary runs in the pipeline job too, so the blocking SLO check on latency_report gates it:
 # a model that misses the SLO gets no summary, one that meets it shows an (empty) summary at once.
@@ -17,6 +36,49 @@ submission_pipeline_job = define_asset_job(
 feedback_summary_job = define_asset_job(
     "feedback_summary_job",
     selection=AssetSelection.assets(feedback_summary),
-    description="Re-summarise a submission's feedback.",
-    tags={"guanaco/kind": "feedback"},
+    description="Re-summarise one submission's feedback (one partition of feedback_summary).",
+    tags={"guanaco/kind": "feedback", "dagster-k8s/config": SMALL_RUN_POD},
 )
+
+
+class FeedbackBatchConfig(Config):
+    """The submissions whose summaries this run refreshes (chosen by the feedback sensor)."""
+
+    submission_ids: list[str]
+
+
+@op(description="Refresh each listed submission's feedback summary: a feedback_summary materialization each.")
+def summarise_feedback(
+    context: OpExecutionContext, config: FeedbackBatchConfig, store: StoreResource, privacy: PrivacyResource
+) -> None:
+    partitions = submissions_partitions.name
+    missing = [
+        sid for sid in config.submission_ids if not context.instance.has_dynamic_partition(partitions, sid)
+    ]
+    if missing:
+        context.instance.add_dynamic_partitions(partitions, missing)
+    failed: dict[str, str] = {}
+    for submission_id in config.submission_ids:
+        try:
+            metadata = summarise_submission(store, privacy, submission_id)
+        except Exception as error:  # noqa: BLE001 - one bad submission must not hold back the others
+            context.log.error(f"summarising {submission_id} failed: {error}")
+            failed[submission_id] = str(error)
+            continue
+        # Recorded against the asset's partition, so the Dagster UI shows it like the asset's own runs.
+        context.log_event(
+            AssetMaterialization(asset_key=feedback_summary.key, partition=submission_id, metadata=metadata)
+        )
+    if failed:
+        raise Failure(
+            f"{len(failed)} of {len(config.submission_ids)} summaries failed; the sensor retries them",
+            metadata={"failed": failed},
+        )
+
+
+@job(
+    description="Refresh a bounded batch of stale feedback summaries in one small run (feedback sensor).",
+    tags={"guanaco/kind": "feedback", "dagster-k8s/config": SMALL_RUN_POD},
+)
+def summarise_feedback_batch() -> None:
+    summarise_feedback()

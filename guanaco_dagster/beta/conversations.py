@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from guanaco_dagster.beta.beta_metrics import FAILOVERS, count_feedback
 from guanaco_dagster.beta.health import ProbeResult, record_probe
 from guanaco_dagster.beta.model_client import ModelClient, ModelUnavailable
 from guanaco_dagster.beta.model_template_chat import chat_sampling, fit_model_chat
@@ -186,6 +187,7 @@ def send_message(store: Store, conversation_id: str, text: str, *, feedback_targ
                     "the user's message was saved"
                 ) from error
             submission_id = _move_conversation(store, conversation_id, tried, feedback_target, error)
+            FAILOVERS.labels(submission_id=tried[-1]).inc()
     with store.session() as session:
         session.add(
             Message(
@@ -263,6 +265,7 @@ def leave_feedback(
         if existing is not None:
             return existing, False
         raise ConversationError(f"conversation '{conversation_id}' already has feedback") from error
+    count_feedback(feedback.submission_id, thumbs_up)
     return feedback, True
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from guanaco_dagster.beta.beta_metrics import NO_MODEL, ROUTED
 from guanaco_dagster.beta.health import routable_health
 from guanaco_dagster.store.models import Feedback, LifecycleRequest, Submission
 from guanaco_dagster.submissions.lifecycle import Status
@@ -61,6 +62,9 @@ def choose_model(
     """Pick the submission a new beta conversation talks to (never one of `exclude`)."""
     weights = routing_weights(deployed_candidates(session, exclude), feedback_target)
     if not weights:
+        NO_MODEL.inc()
         raise NoModelAvailable("no model is deployed for beta users right now")
     ids = list(weights)
-    return (rng or random).choices(ids, weights=[weights[i] for i in ids], k=1)[0]
+    chosen = (rng or random).choices(ids, weights=[weights[i] for i in ids], k=1)[0]
+    ROUTED.labels(submission_id=chosen).inc()
+    return chosen

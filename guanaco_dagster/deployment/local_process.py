@@ -337,7 +337,8 @@ class LocalProcessDeployer(Deployer):
             "--kv-cache-gib",
             str(self.kv_cache_gib),
             "--max-model-len",
-            str(self.max_model_len),
+            # The model's own limit where it is shorter (vLLM refuses a longer one), else the platform's.
+            str(min(spec.max_model_len or self.max_model_len, self.max_model_len)),
         ]
         if self.platform_pid is not None:
             command += ["--watch-pid", str(self.platform_pid)]

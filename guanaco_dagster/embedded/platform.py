@@ -34,7 +34,8 @@ from guanaco_dagster.embedded.s3_server import SeaweedS3Server
 from guanaco_dagster.embedded.supervisor import SupervisedChild, Supervisor
 from guanaco_dagster.ports import port_open, wait_until
 from guanaco_dagster.settings import Settings, settings_env
-from guanaco_dagster.stages.s3_client import ensure_bucket
+from guanaco_dagster.stages.context_length import artifact_context_limit, served_max_model_len
+from guanaco_dagster.stages.s3_client import S3Bucket, ensure_bucket
 from guanaco_dagster.store.database import Store
 from resources.deployer import DeployerResource
 
@@ -294,8 +295,28 @@ class EmbeddedPlatform:
     def _restore_models(self) -> None:
         store = Store(self.settings.resolved_database_url)
         self.restored = restore_deployed_models(
-            store, self.deployer(), report=self._report, stopping=self._stopping.is_set
+            store,
+            self.deployer(),
+            report=self._report,
+            stopping=self._stopping.is_set,
+            max_model_len=self._served_max_model_len,
         )
+
+    def _served_max_model_len(self, artifact_uri: str) -> int:
+        """The context length a cached model is served with, as `live_deployment` chose it."""
+        settings = self.settings
+        bucket = S3Bucket(
+            self.env.get("GUANACO_S3_ENDPOINT", settings.s3_endpoint or ""),
+            settings.s3_access_key_id,
+            settings.s3_secret_access_key,
+            settings.s3_bucket,
+            settings.s3_region,
+        )
+        try:
+            limit = artifact_context_limit(bucket.client(), artifact_uri)
+        except Exception:  # noqa: BLE001 - the restart itself will say what is wrong with the cache
+            limit = None
+        return served_max_model_len(limit, settings.vllm_max_model_len)
 
     def wait_until_restored(self, timeout_s: float = 600.0) -> dict[str, str]:
         """Wait until every model that was `deployed` at the start serves again (or failed); the outcomes."""

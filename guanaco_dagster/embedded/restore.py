@@ -18,8 +18,9 @@ from sqlalchemy import select
 from guanaco_dagster.deployment.base import Deployer, Deployment, DeploymentError, DeploymentSpec
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import Submission, SubmissionEvent
+from guanaco_dagster.submissions.failure import Leftovers, fail_submission
 from guanaco_dagster.submissions.lifecycle import Status
-from guanaco_dagster.submissions.submissions import get_submission, mark_failed
+from guanaco_dagster.submissions.submissions import get_submission
 
 REDEPLOY_ATTEMPTS = 2
 
@@ -63,24 +64,38 @@ def _never() -> bool:
     return False
 
 
+def _not_deployed(submission: Submission) -> bool:
+    # Deactivated or torn down meanwhile: nothing of it to fail.
+    return submission.status != Status.DEPLOYED
+
+
 def restore_model(
-    store: Store, deployer: Deployer, model: DeployedModel, stopping: Callable[[], bool] = _never
+    store: Store,
+    deployer: Deployer,
+    model: DeployedModel,
+    stopping: Callable[[], bool] = _never,
+    max_model_len: Callable[[str], int | None] = lambda _uri: None,
 ) -> str:
     """Re-adopt or redeploy one model; fail it with the cause when its server cannot start. The outcome.
 
     A start cut short because the platform is stopping fails nothing: the next start tries again.
+    `max_model_len(artifact_uri)` is the context length to serve it with (None: the deployer's own).
     """
+    leftovers = Leftovers.of(deployer)
     deployment = deployer.get(model.submission_id)
     if deployment is not None:
         return _serve_again(store, deployer, model, deployment, "server re-adopted after a platform restart")
     forget_endpoints(store, [model.submission_id])
     if not model.artifact_uri:
-        with store.session() as session:
-            mark_failed(
-                session, model.submission_id, "no cached artifact to restart from; resubmit the model"
-            )
+        reason = "no cached artifact to restart from; resubmit the model"
+        fail_submission(store, model.submission_id, reason, leftovers, unless=_not_deployed)
         return "failed: no cached artifact"
-    spec = DeploymentSpec(model.submission_id, model.artifact_uri, model.served_model_name)
+    spec = DeploymentSpec(
+        model.submission_id,
+        model.artifact_uri,
+        model.served_model_name,
+        max_model_len=max_model_len(model.artifact_uri),
+    )
     error: DeploymentError | None = None
     for _attempt in range(REDEPLOY_ATTEMPTS):
         try:
@@ -102,8 +117,7 @@ def restore_model(
         f"{cause} (while restarting its server after a platform restart); "
         f"try `guanaco redeploy {model.submission_id}`"
     )
-    with store.session() as session:
-        mark_failed(session, model.submission_id, reason)
+    fail_submission(store, model.submission_id, reason, leftovers, unless=_not_deployed)
     return f"failed: {cause}"
 
 
@@ -112,12 +126,13 @@ def restore_deployed_models(
     deployer: Deployer,
     report: Callable[[str], None] = lambda _message: None,
     stopping: Callable[[], bool] = _never,
+    max_model_len: Callable[[str], int | None] = lambda _uri: None,
 ) -> dict[str, str]:
     """Bring every `deployed` model back to serving, one after another; {submission id: outcome}."""
     outcomes = {}
     for model in deployed_models(store):
         if stopping():
             break
-        outcomes[model.submission_id] = restore_model(store, deployer, model, stopping)
+        outcomes[model.submission_id] = restore_model(store, deployer, model, stopping, max_model_len)
         report(f"{model.submission_id}: {outcomes[model.submission_id]}")
     return outcomes

@@ -94,3 +94,23 @@ def submissions_with_new_feedback(session: Session) -> dict[str, int]:
         session.execute(select(FeedbackSummaryRow.submission_id, FeedbackSummaryRow.feedback_count)).all()
     )
     return {sid: n for sid, n in counts.items() if summarised.get(sid) != n}
+
+
+def stale_summaries_oldest_first(session: Session, limit: int) -> list[str]:
+    """Up to `limit` submissions whose summary is missing or out of date, the longest-waiting first.
+
+    Missing summaries come first, then the oldest: under steady feedback every stale summary reaches the
+    front of the queue, whatever the batch size.
+    """
+    stale = submissions_with_new_feedback(session)
+    if not stale:
+        return []
+    computed = dict(
+        session.execute(
+            select(FeedbackSummaryRow.submission_id, FeedbackSummaryRow.computed_at).where(
+                FeedbackSummaryRow.submission_id.in_(list(stale))
+            )
+        ).all()
+    )
+    waiting = sorted(stale, key=lambda sid: (sid in computed, computed.get(sid), sid))
+    return waiting[:limit]

@@ -13,7 +13,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guanaco_dagster.beta.health_watcher import watching_health
 from guanaco_dagster.service.dependencies import SessionDep
 from guanaco_dagster.service.errors import install_error_handlers
-from guanaco_dagster.service.routes import beta, developers, feedback, leaderboard, models, openai_proxy
+from guanaco_dagster.service.request_observer import RequestObserver, use_json_logs
+from guanaco_dagster.service.routes import (
+    beta,
+    developers,
+    feedback,
+    leaderboard,
+    metrics,
+    models,
+    openai_proxy,
+)
 from guanaco_dagster.settings import Settings, load_settings
 from guanaco_dagster.store.database import SERVICE_WORKER_THREADS, Store
 
@@ -78,7 +87,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The service for `settings` (the environment's by default); migrates the store on creation."""
+    """The service for `settings` (the environment's by default); migrates the store on creation unless
+    GUANACO_MIGRATE_ON_START=false (a migration Job does it on Kubernetes)."""
     settings = settings or load_settings()
     app = FastAPI(
         title="Guanaco",
@@ -88,13 +98,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.store = Store(settings.resolved_database_url).migrate()
+    store = Store(settings.resolved_database_url)
+    app.state.store = store.migrate() if settings.migrate_on_start else store
     app.include_router(models.router)
     app.include_router(feedback.router)
     app.include_router(leaderboard.router)
     app.include_router(developers.router)
     app.include_router(openai_proxy.router)
     app.include_router(beta.router)
+    app.include_router(metrics.router)
     install_error_handlers(app)
 
     @app.get("/health", tags=["health"], summary="Liveness and database reachability")
@@ -103,4 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Outermost: refused bodies (413) get a request id and are counted too.
+    if settings.log_format == "json":
+        use_json_logs()
+    app.add_middleware(RequestObserver, log_json=settings.log_format == "json")
     return app

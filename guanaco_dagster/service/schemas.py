@@ -50,7 +50,7 @@ class SubmissionInfo(BaseModel):
         default=None,
         description="`auto`: chats use the model's own chat template; `formatter`: the submitted formatter; "
         "`formatter-default`: none was submitted and the model ships no chat template, so Chai's default "
-        "formatter (also served as the model's chat template).",
+        "formatter (also served as the model's chat template); null until intake decides.",
     )
     timestamp: datetime
     stages: list[StageTimingOut]
@@ -58,6 +58,11 @@ class SubmissionInfo(BaseModel):
     time_to_deployed_s: float | None = Field(description="Seconds from submission to `deployed`.")
     developer_uid: str = Field(description="The submitting developer (chaiverse's name for it).")
     reward_repo: str | None = Field(default=None, description="Always null: Guanaco has no reward models.")
+    metrics_url: str | None = Field(
+        default=None,
+        description="While deployed: the model server's own Prometheus metrics (vLLM's `/metrics`), as "
+        "reachable from the platform's network.",
+    )
 
 
 class LifecycleResponse(BaseModel):
@@ -198,3 +203,12 @@ class DeveloperInfo(BaseModel):
 
     developer: str
     submissions: int
+
+
+class ScrapeTargetGroup(BaseModel):
+    """One model server in Prometheus' HTTP service discovery format (`http_sd_configs`)."""
+
+    targets: list[str] = Field(description="`host:port` of the server.")
+    labels: dict[str, str] = Field(
+        description="`__scheme__`, `__metrics_path__`, `submission_id` and `model_name`."
+    )

@@ -61,6 +61,8 @@ def _sqlite_engine(url: str) -> Engine:
         max_overflow=SERVICE_WORKER_THREADS,
         pool_timeout=SQLITE_BUSY_TIMEOUT_S,
     )
+    if os.environ.get("GUANACO_EXPERIMENT_WRITE_LOCK"):
+        _serialise_writers(engine)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
@@ -73,6 +75,30 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+import re  # noqa: E402
+import threading  # noqa: E402
+
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
+
+
+def _serialise_writers(engine: Engine) -> None:
+    write_lock = threading.Lock()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _take(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if not conn.info.get("writer") and _WRITE.match(statement):
+            if not write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+                raise TimeoutError("database is locked")
+            conn.info["writer"] = True
+
+    def _give_back(dbapi_connection, record, *_):  # noqa: ANN001
+        if record is not None and record.info.pop("writer", False):
+            write_lock.release()
+
+    for name in ("checkin", "invalidate", "soft_invalidate", "close"):
+        event.listen(engine.pool, name, _give_back)
 
 
 def create_private_file(path: Path) -> None:

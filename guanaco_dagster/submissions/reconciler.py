@@ -36,6 +36,16 @@ logger = logging.getLogger(__name__)
 
 # Events the reconciler writes start with this, so it can count its own resumes.
 RESUME_MESSAGE = "resumed by the reconciler"
+# A stage whose run was interrupted (the platform stopping) says so: the model is not to blame.
+INTERRUPTED_MESSAGE = "interrupted: the platform stopped while this stage ran; it resumes after the restart"
+
+
+RESUMED_AFTER_INTERRUPTION = f"{RESUME_MESSAGE} after the platform restarted"
+
+
+def was_interrupted(submission: Submission) -> bool:
+    """Did the submission's last stage stop because its run was interrupted, not because it failed?"""
+    return bool(submission.events) and submission.events[-1].message.startswith(INTERRUPTED_MESSAGE)
 
 
 class ReconcilerConfig(BaseModel):
@@ -72,6 +82,7 @@ class StaleSubmission:
     updated_at: datetime
     resumes: int
     total_resumes: int
+    interrupted: bool = False
     artifact_sha256: str | None = None
     artifact_uri: str | None = None
     endpoint_url: str | None = None
@@ -86,6 +97,7 @@ class Decision:
     stage: Status
     reason: str
     run_key: str | None = None
+    interrupted: bool = False
 
 
 @dataclass
@@ -106,15 +118,19 @@ class ReconcileResult:
 
 
 def _resume_counts(events: list[SubmissionEvent]) -> tuple[int, int]:
-    """(resumes since the submission last entered the pipeline, resumes ever)."""
+    """(budgeted resumes since the submission last entered the pipeline, resumes ever)."""
     is_resume = [event.message.startswith(RESUME_MESSAGE) for event in events]
+    budgeted = [
+        resume and not event.message.startswith(RESUMED_AFTER_INTERRUPTION)
+        for resume, event in zip(is_resume, events, strict=True)
+    ]
     entries = [i for i, event in enumerate(events) if event.status == Status.PENDING and not is_resume[i]]
     since = entries[-1] if entries else -1
-    return sum(is_resume[since + 1 :]), sum(is_resume)
+    return sum(budgeted[since + 1 :]), sum(is_resume)
 
 
 def find_stale_submissions(session: Session, older_than: datetime) -> list[StaleSubmission]:
-    """In-progress submissions last updated before `older_than`, oldest first."""
+    """In-progress submissions last updated before `older_than`, or interrupted at any time, oldest first."""
     rows = session.scalars(
         select(Submission)
         .where(Submission.status.in_([str(status) for status in IN_PROGRESS]))
@@ -124,7 +140,8 @@ def find_stale_submissions(session: Session, older_than: datetime) -> list[Stale
     stale = []
     for submission in rows:
         # Compared here rather than in SQL: SQLite keeps timestamps as text, whose order is not reliable.
-        if submission.updated_at >= older_than:
+        interrupted = was_interrupted(submission)
+        if submission.updated_at >= older_than and not interrupted:
             continue
         resumes, total = _resume_counts(list(submission.events))
         stale.append(
@@ -134,6 +151,7 @@ def find_stale_submissions(session: Session, older_than: datetime) -> list[Stale
                 updated_at=submission.updated_at,
                 resumes=resumes,
                 total_resumes=total,
+                interrupted=interrupted,
                 artifact_sha256=submission.artifact_sha256,
                 artifact_uri=submission.artifact_uri,
                 endpoint_url=submission.endpoint_url,
@@ -166,7 +184,8 @@ def decide(stale: StaleSubmission, max_resumes: int, staging: StagingLayout | No
     """Resume a stale submission from its stage, or fail it once resumes are used up or cannot work."""
     stage = stale.status
     advice = f"resubmit or redeploy (`guanaco redeploy {stale.id}`)"
-    if stale.resumes >= max_resumes:
+    # An interruption is the platform's doing, not the model's: it costs no resume from the budget.
+    if stale.resumes >= max_resumes and not stale.interrupted:
         tried = f" (resumed {stale.resumes} time(s) already)" if stale.resumes else ""
         reason = f"the pipeline stopped unexpectedly during {stage}{tried}; {advice}"
         return Decision(stale.id, Action.FAIL, stage, reason)
@@ -178,15 +197,19 @@ def decide(stale: StaleSubmission, max_resumes: int, staging: StagingLayout | No
     reason = (
         f"the pipeline stopped unexpectedly during {stage}; resuming (attempt {attempt} of {max_resumes})"
     )
+    if stale.interrupted:
+        reason = f"the platform restarted during {stage}; resuming where it stopped"
     # A pending submission needs no run request of ours: the resume event below is a new trip through
     # `pending`, for which the submission sensor requests a run under a new key.
     run_key = None if stage == Status.PENDING else f"{stale.id}#resume-{stale.total_resumes + 1}"
-    return Decision(stale.id, Action.RESUME, stage, reason, run_key)
+    return Decision(stale.id, Action.RESUME, stage, reason, run_key, interrupted=stale.interrupted)
 
 
 def moved_on(submission: Submission, decision: Decision, older_than: datetime) -> bool:
     """Did the submission's run make progress after the reconciler looked?"""
-    return submission.status != decision.stage or submission.updated_at >= older_than
+    if submission.status != decision.stage:
+        return True
+    return not was_interrupted(submission) if decision.interrupted else submission.updated_at >= older_than
 
 
 def apply_resume(session: Session, decision: Decision, older_than: datetime, now: datetime) -> bool:
@@ -201,7 +224,8 @@ def apply_resume(session: Session, decision: Decision, older_than: datetime, now
         SubmissionEvent(
             submission_id=decision.submission_id,
             status=decision.stage,
-            message=f"{RESUME_MESSAGE}: {decision.reason}",
+            message=f"{RESUMED_AFTER_INTERRUPTION if decision.interrupted else RESUME_MESSAGE}: "
+            f"{decision.reason}",
         )
     )
     # The status does not change, so stamp the row ourselves: the next pass must not see it as stale yet.

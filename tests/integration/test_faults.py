@@ -18,13 +18,22 @@ import httpx
 import psycopg2
 import pytest
 from botocore.exceptions import EndpointConnectionError
-from dagster import DagsterRunStatus, RunRequest, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    DagsterRunStatus,
+    RunRequest,
+    SensorResult,
+    SkipReason,
+    build_asset_context,
+    build_sensor_context,
+)
+from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.storage.dagster_run import DagsterRun
 from sqlalchemy.engine import make_url
 
 from assets.cached_s3_object import cached_s3_object
 from assets.latency_report import latency_report
 from assets.raw_weights import raw_weights
+from assets.stage import submission_stage
 from assets.tensorized_artifact import tensorized_artifact
 from guanaco_dagster.deployment.base import DeploymentSpec
 from guanaco_dagster.deployment.local_process import LocalProcessDeployer, process_start_ticks
@@ -32,8 +41,14 @@ from guanaco_dagster.ports import wait_until
 from guanaco_dagster.stages.s3_cache import S3CacheError, artifact_prefix, upload_artifact
 from guanaco_dagster.stages.staging import StagingLayout
 from guanaco_dagster.store.models import utcnow
+from guanaco_dagster.submissions.failure import Leftovers
 from guanaco_dagster.submissions.lifecycle import PIPELINE_STAGES, Status
-from guanaco_dagster.submissions.reconciler import RESUME_MESSAGE, ReconcilerSettings, reconcile
+from guanaco_dagster.submissions.reconciler import (
+    INTERRUPTED_MESSAGE,
+    RESUME_MESSAGE,
+    ReconcilerSettings,
+    reconcile,
+)
 from guanaco_dagster.submissions.submissions import (
     get_submission,
     mark_failed,
@@ -497,6 +512,33 @@ def test_a_run_killed_mid_pipeline_is_resumed_once_then_failed_with_a_reason(
         "the pipeline stopped unexpectedly during deploying (resumed 1 time(s) already); "
         f"resubmit or redeploy (`guanaco redeploy {submission_id}`)"
     )
+
+
+def test_a_stage_interrupted_by_a_platform_stop_fails_nothing_and_is_resumed_at_once(
+    hub_server, s3_server, tmp_path
+):
+    pipeline = InProcessPipeline.create(tmp_path / "home", hub_server, s3_server)
+    submission_id = _in_stage(pipeline, Status.UPLOADING, artifact_uri="s3://b/models/x/")
+    with pipeline.store.session() as session:
+        transition(session, submission_id, Status.DEPLOYING)
+    context = build_asset_context(partition_key=submission_id)
+    with (
+        pytest.raises(DagsterExecutionInterruptedError),
+        submission_stage(context, pipeline.store, Status.DEPLOYING, Leftovers()),
+    ):
+        raise DagsterExecutionInterruptedError()  # what a run worker raises when it gets SIGTERM
+    outcome = pipeline.outcome(submission_id)
+    assert outcome.status == Status.DEPLOYING and outcome.failure_reason is None
+    assert outcome.events[-1] == f"deploying: {INTERRUPTED_MESSAGE}"
+    _pipeline_run(pipeline, submission_id, DagsterRunStatus.FAILURE)
+
+    # No waiting for staleness: the next reconciler pass resumes it, and it costs no resume.
+    (resume,) = _reconcile(pipeline, minutes_later=0).resumed
+    assert resume.run_key == f"{submission_id}#resume-1"
+    assert resume.reason == "the platform restarted during deploying; resuming where it stopped"
+    (later,) = _reconcile(pipeline, minutes_later=10).resumed  # the resumed run got nowhere either
+    assert later.run_key == f"{submission_id}#resume-2"
+    assert pipeline.outcome(submission_id).status == Status.DEPLOYING
 
 
 def test_a_stage_whose_staged_files_are_gone_is_failed_instead_of_resumed(hub_server, s3_server, tmp_path):

@@ -61,7 +61,24 @@ def test_sensors_and_jobs_are_registered(tmp_path):
         "reconciler_sensor",
         "self_heal_sensor",
     }
-    assert {"submission_pipeline", "feedback_summary_job", "lifecycle_job"} <= set(repo.job_names)
+    assert {
+        "submission_pipeline",
+        "feedback_summary_job",
+        "lifecycle_job",
+        "summarise_feedback_batch",
+    } <= set(repo.job_names)
+
+
+def test_feedback_runs_ask_kubernetes_for_a_small_pod_not_a_pipeline_sized_one(tmp_path):
+    import json
+
+    repo = _defs(tmp_path).get_repository_def()
+    for name in ("summarise_feedback_batch", "feedback_summary_job"):
+        tags = repo.get_job(name).tags
+        pod = tags["dagster-k8s/config"]
+        pod = json.loads(pod) if isinstance(pod, str) else pod
+        assert pod["container_config"]["resources"]["requests"] == {"cpu": "250m", "memory": "512Mi"}, name
+        assert tags["guanaco/kind"] == "feedback", name
 
 
 def test_secrets_come_from_the_environment_not_the_config(tmp_path, monkeypatch):

@@ -86,16 +86,20 @@ def _deployed_with_feedback(store, repo, count):
     return submission_id
 
 
-def test_new_feedback_requests_a_summary_run_per_submission_and_count(store):
+def _batch_of(result) -> list[str]:
+    (request,) = result.run_requests
+    return request.run_config["ops"]["summarise_feedback"]["config"]["submission_ids"]
+
+
+def test_new_feedback_requests_one_batch_run_for_every_stale_summary(store):
     first = _deployed_with_feedback(store, "org/a", 2)
     second = _deployed_with_feedback(store, "org/b", 1)
     with DagsterInstance.ephemeral() as instance:
         result, _ = _run_sensor(feedback_sensor, store, instance)
-    assert {(r.partition_key, r.run_key) for r in result.run_requests} == {
-        (first, f"{first}@2"),
-        (second, f"{second}@1"),
-    }
-    assert all(isinstance(r, RunRequest) for r in result.run_requests)
+    assert sorted(_batch_of(result)) == sorted([first, second])
+    (request,) = result.run_requests
+    assert isinstance(request, RunRequest) and request.run_key == "feedback-batch-1"
+    assert result.cursor == "1"
 
 
 def test_up_to_date_summaries_request_nothing_until_more_feedback_arrives(store):
@@ -108,5 +112,75 @@ def test_up_to_date_summaries_request_nothing_until_more_feedback_arrives(store)
         with store.session() as session:
             conversation = start_conversation(session, user_id="late", submission_id=submission_id)
             leave_feedback(session, conversation.id, thumbs_up=True)
-        result, _ = _run_sensor(feedback_sensor, store, instance)
-    assert [r.run_key for r in result.run_requests] == [f"{submission_id}@3"]
+        result, _ = _run_sensor(feedback_sensor, store, instance, cursor="7")
+    assert _batch_of(result) == [submission_id]
+    assert result.run_requests[0].run_key == "feedback-batch-8"
+
+
+def test_a_batch_is_bounded_and_takes_the_longest_waiting_summaries_first(sqlite_store, monkeypatch):
+    import sys
+
+    # The package exports the sensor under the module's name, so reach the module itself.
+    monkeypatch.setattr(sys.modules["sensors.feedback_sensor"], "FEEDBACK_BATCH_MAX", 2)
+    ids = [_deployed_with_feedback(sqlite_store, f"org/m{i}", 1) for i in range(3)]
+    with sqlite_store.session() as session:
+        # ids[2] was summarised long ago, ids[0] just now; ids[1] never: never-summarised waits longest.
+        for submission_id in (ids[2], ids[0]):
+            save_feedback_report(session, submission_id, build_feedback_report(session, submission_id, b"k"))
+    for submission_id in ids:
+        with sqlite_store.session() as session:
+            conversation = start_conversation(session, user_id="more", submission_id=submission_id)
+            leave_feedback(session, conversation.id, thumbs_up=True)
+    with DagsterInstance.ephemeral() as instance:
+        result, _ = _run_sensor(feedback_sensor, sqlite_store, instance)
+    assert _batch_of(result) == [ids[1], ids[2]]
+
+
+def test_nothing_more_is_requested_while_a_batch_is_in_flight(sqlite_store):
+    from dagster import DagsterRunStatus
+
+    from sensors.jobs import summarise_feedback_batch
+
+    _deployed_with_feedback(sqlite_store, "org/a", 1)
+    with DagsterInstance.ephemeral() as instance:
+        run = instance.create_run_for_job(
+            summarise_feedback_batch,
+            run_config={"ops": {"summarise_feedback": {"config": {"submission_ids": []}}}},
+            status=DagsterRunStatus.STARTED,
+        )
+        waiting, _ = _run_sensor(feedback_sensor, sqlite_store, instance, cursor="1")
+        assert isinstance(waiting, SkipReason) and "in flight" in waiting.skip_message
+        instance.report_run_failed(run)
+        resumed, _ = _run_sensor(feedback_sensor, sqlite_store, instance, cursor="1")
+    assert resumed.run_requests[0].run_key == "feedback-batch-2"
+
+
+def test_a_batch_run_stores_each_summary_and_materialises_its_partition(sqlite_store, tmp_path):
+    from dagster import AssetKey
+
+    from resources import PrivacyResource
+    from sensors.jobs import summarise_feedback_batch
+
+    ids = [_deployed_with_feedback(sqlite_store, f"org/s{i}", i + 1) for i in range(3)]
+    with DagsterInstance.ephemeral() as instance:
+        result = summarise_feedback_batch.execute_in_process(
+            run_config={"ops": {"summarise_feedback": {"config": {"submission_ids": ids}}}},
+            instance=instance,
+            resources={
+                "store": StoreResource(database_url=sqlite_store.url),
+                "privacy": PrivacyResource(home=str(tmp_path)),
+            },
+        )
+        assert result.success
+        materialized = {
+            event.partition: event.metadata["feedback_count"].value
+            for event in result.asset_materializations_for_node("summarise_feedback")
+        }
+        latest = instance.get_latest_materialization_event(AssetKey("feedback_summary"))
+        assert set(instance.get_dynamic_partitions("submissions")) == set(ids)
+    assert materialized == {ids[0]: 1, ids[1]: 2, ids[2]: 3}
+    assert latest is not None and latest.asset_materialization.partition == ids[2]
+    with sqlite_store.session() as session:
+        from guanaco_dagster.feedback.feedback_report import submissions_with_new_feedback
+
+        assert submissions_with_new_feedback(session) == {}

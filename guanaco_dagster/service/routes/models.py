@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from guanaco_dagster.beta.conversations import generate_reply, model_target
+from guanaco_dagster.beta.server_metrics import server_metrics_url
 from guanaco_dagster.service.dependencies import DeveloperDep, SessionDep
 from guanaco_dagster.service.schemas import (
     ChatRequest,
@@ -82,6 +83,9 @@ def submission_info(submission: Submission) -> SubmissionInfo:
         ],
         time_to_deployed_s=time_to_deployed_s(submission),
         developer_uid=submission.developer.name,
+        metrics_url=server_metrics_url(submission.endpoint_url)
+        if submission.status == Status.DEPLOYED and submission.endpoint_url
+        else None,
     )
 
 
