@@ -62,7 +62,7 @@ def submission_stage(
     except Exception as error:
         with store.session() as session:
             finish_stage(session, submission_id, stage, succeeded=False)
-        reason = stage_failure_reason(stage, error)
+        reason = stage_failure_reason(stage, error, submission_id)
         if getattr(error, "transient", False) and (attempt := context.retry_number + 1) < attempts:
             _log_retry(store, submission_id, stage, f"attempt {attempt} of {attempts} failed: {reason}")
             raise RetryRequested(
@@ -70,11 +70,10 @@ def submission_stage(
             ) from error
         fail_submission(store, submission_id, reason, leftovers)
         context.log.error(reason)
-        raise Failure(
-            description=reason,
-            metadata={"submission": submission_id, "reason": MetadataValue.text(reason)},
-            allow_retries=False,
-        ) from error
+        metadata = {"submission": submission_id, "reason": MetadataValue.text(reason)}
+        if getattr(error, "log_tail", ""):
+            metadata["server_log"] = MetadataValue.md(f"```\n{error.log_tail}\n```")
+        raise Failure(description=reason, metadata=metadata, allow_retries=False) from error
     except BaseException:
         # The run was interrupted (the platform stopping): the model is not to blame, so nothing fails;
         # the reconciler resumes the stage once the platform is back.

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from guanaco_dagster.beta.health import HealthConfig, HealthSettings, failing_models, reset_health
 from guanaco_dagster.deployment.base import Deployer
-from guanaco_dagster.deployment.local_process import failure_reason
+from guanaco_dagster.deployment.server_log import failure_reason
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import SubmissionEvent, utcnow
 from guanaco_dagster.submissions.failure import Leftovers, fail_submission

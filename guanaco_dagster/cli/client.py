@@ -147,12 +147,19 @@ class GuanacoClient:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Send one request and return its JSON; GuanacoAPIError for error statuses."""
+        return self._send(method, path, json=body).json()
+
+    def _request_text(self, method: str, path: str, params: dict[str, Any] | None = None) -> str:
+        """Send one request and return its body as text; GuanacoAPIError for error statuses."""
+        return self._send(method, path, params=params).text
+
+    def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, **options)
         except httpx.TransportError as error:
             raise ServiceUnreachable(self.base_url, str(error)) from error
         if response.is_success:
-            return response.json()
+            return response
         try:
             detail = response.json().get("detail", response.text)
         except (ValueError, AttributeError):
@@ -179,6 +186,11 @@ class GuanacoClient:
     def get_submission(self, submission_id: str) -> SubmissionInfo:
         """`GET /models/{id}`: status, stage timings, logs and failure reason."""
         return SubmissionInfo.model_validate(self._request("GET", f"/models/{_segment(submission_id)}"))
+
+    def server_log(self, submission_id: str, lines: int = 200) -> str:
+        """`GET /models/{id}/server-log`: the end of your model server's log, colour codes removed."""
+        path = f"/models/{_segment(submission_id)}/server-log"
+        return self._request_text("GET", path, params={"lines": lines})
 
     def deactivate(self, submission_id: str) -> LifecycleResponse:
         """Ask for a deployed model to leave beta routing and stop serving."""

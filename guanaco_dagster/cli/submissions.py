@@ -25,6 +25,7 @@ from guanaco_dagster.cli.common import (
 )
 from guanaco_dagster.cli.console import StageProgress, waterfall_table
 from guanaco_dagster.cli.presets import FORMATTER_PRESETS
+from guanaco_dagster.feedback.text_hygiene import clean_text
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.waterfall import StageRow
 
@@ -249,8 +250,16 @@ def status(
 def logs(
     submission_id: Annotated[str, typer.Argument(help="The submission whose log to show.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the log entries as JSON.")] = False,
+    server: Annotated[
+        bool, typer.Option("--server", help="Show the end of the model server's own log instead.")
+    ] = False,
 ) -> None:
-    """A submission's log: one timestamped line per status change."""
+    """A submission's log: one timestamped line per status change (`--server`: the model server's log)."""
+    if server:
+        with open_client() as client:
+            text = client.server_log(submission_id)
+        stdout().print(clean_text(text, multiline=True), markup=False, highlight=False)
+        return
     with open_client() as client:
         info = client.get_submission(submission_id)
     if as_json:

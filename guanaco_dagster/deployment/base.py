@@ -32,7 +32,16 @@ class Deployment:
 
 
 class DeploymentError(Exception):
-    """A server could not be deployed; the message says why and ends with the server's last log lines."""
+    """A server could not be deployed; the message says why and ends with the server's last log lines.
+
+    `cause` is the short, cause-first sentence a developer reads (no host paths, at most a few hundred
+    characters); `log_tail` the end of the server's log, for the owner and the Dagster UI.
+    """
+
+    def __init__(self, message: str, *, cause: str = "", log_tail: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.log_tail = log_tail
 
 
 class Deployer(ABC):

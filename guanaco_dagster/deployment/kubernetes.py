@@ -44,7 +44,7 @@ from guanaco_dagster.deployment.kubernetes_manifests import (
     resource_name,
     spec_hash,
 )
-from guanaco_dagster.deployment.local_process import failure_reason
+from guanaco_dagster.deployment.server_log import failure_reason
 
 __all__ = [
     "KubernetesDeployer",

@@ -36,6 +36,8 @@ SERVED_MODEL_ANNOTATION = "guanaco/served-model-name"
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by=guanaco,app.kubernetes.io/component={COMPONENT}"
 
 STARTUP_PROBE_PERIOD_S = 10
+# vLLM serves Prometheus metrics at its root; Prometheus' usual pod discovery reads these annotations.
+METRICS_PATH = "/metrics"
 
 
 def resource_name(submission_id: str) -> str:
@@ -72,6 +74,15 @@ def object_annotations(spec: DeploymentSpec) -> dict[str, str]:
         SUBMISSION_ID_ANNOTATION: spec.submission_id,
         ARTIFACT_URI_ANNOTATION: spec.artifact_uri,
         SERVED_MODEL_ANNOTATION: spec.served_model_name,
+    }
+
+
+def scrape_annotations(settings: KubernetesConfig) -> dict[str, str]:
+    """`prometheus.io/*` pod annotations: scrape vLLM's own `/metrics` on the server port."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(settings.port),
+        "prometheus.io/path": METRICS_PATH,
     }
 
 
@@ -244,7 +255,10 @@ def build_deployment(spec: DeploymentSpec, settings: KubernetesConfig) -> dict[s
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector_labels(spec.submission_id)},
             "template": {
-                "metadata": {"labels": {**labels, SPEC_HASH_LABEL: digest}, "annotations": annotations},
+                "metadata": {
+                    "labels": {**labels, SPEC_HASH_LABEL: digest},
+                    "annotations": {**annotations, **scrape_annotations(settings)},
+                },
                 "spec": pod_spec(spec, settings),
             },
         },

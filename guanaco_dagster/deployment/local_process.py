@@ -28,6 +28,7 @@ import httpx
 from guanaco_dagster.deployment.base import Deployer, Deployment, DeploymentError, DeploymentSpec
 from guanaco_dagster.deployment.cpu_sets import available_cores, choose_cores, omp_threads_bind
 from guanaco_dagster.deployment.server_environment import model_server_environment
+from guanaco_dagster.deployment.server_log import failure_reason, strip_ansi
 from guanaco_dagster.ports import free_port
 
 HOST = "127.0.0.1"
@@ -112,17 +113,9 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-def failure_reason(log_text: str) -> str:
-    """The most telling line of a failed server's log: our own error, else the last exception line."""
-    lines = log_text.splitlines()
-    for line in reversed(lines):
-        if "guanaco-serve ERROR" in line:
-            return line.split("guanaco-serve ERROR", 1)[1].strip()
-    for line in reversed(lines):
-        match = re.search(r"\b(\w+(?:Error|Exception)): (.+)$", line)
-        if match:
-            return f"{match.group(1)}: {match.group(2).strip()}"
-    return ""
+def server_log_path(state_dir: Path, submission_id: str) -> Path:
+    """Where a local server writes its log (kept after it died, until the model is deployed again)."""
+    return Path(state_dir) / f"{re.sub(r'[^A-Za-z0-9._-]', '_', submission_id)}.log"
 
 
 class LocalProcessDeployer(Deployer):
@@ -180,7 +173,7 @@ class LocalProcessDeployer(Deployer):
 
     def log_path(self, submission_id: str) -> Path:
         """Where the server of a submission writes its log."""
-        return self.state_dir / f"{self._stem(submission_id)}.log"
+        return server_log_path(self.state_dir, submission_id)
 
     def _read_state(self, submission_id: str) -> dict[str, Any] | None:
         try:
@@ -427,12 +420,14 @@ class LocalProcessDeployer(Deployer):
         """Stop the server, then describe the failure with the reason found in its log."""
         self._stop(state)
         log_path = Path(state["log_path"])
-        tail = log_tail(log_path)
+        tail = strip_ansi(log_tail(log_path))
         reason = failure_reason(tail)
         return DeploymentError(
             f"inference server for {state['submission_id']!r} ({state['artifact_uri']}) {what}"
             + (f": {reason}" if reason else "")
-            + f"\n--- last lines of {log_path} ---\n{tail}"
+            + f"\n--- last lines of {log_path} ---\n{tail}",
+            cause=f"the model server {what}" + (f": {reason}" if reason else ""),
+            log_tail=tail,
         )
 
     def _wait_until_ready(self, spec: DeploymentSpec, state: dict[str, Any]) -> Deployment:

@@ -22,6 +22,7 @@ from guanaco_dagster.service.routes import (
     metrics,
     models,
     openai_proxy,
+    server_logs,
 )
 from guanaco_dagster.settings import Settings, load_settings
 from guanaco_dagster.store.database import SERVICE_WORKER_THREADS, Store
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = Store(settings.resolved_database_url)
     app.state.store = store.migrate() if settings.migrate_on_start else store
     app.include_router(models.router)
+    app.include_router(server_logs.router)
     app.include_router(feedback.router)
     app.include_router(leaderboard.router)
     app.include_router(developers.router)

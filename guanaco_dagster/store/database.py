@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from functools import cache
@@ -61,8 +64,7 @@ def _sqlite_engine(url: str) -> Engine:
         max_overflow=SERVICE_WORKER_THREADS,
         pool_timeout=SQLITE_BUSY_TIMEOUT_S,
     )
-    if os.environ.get("GUANACO_EXPERIMENT_WRITE_LOCK"):
-        _serialise_writers(engine)
+    _queue_writers(engine)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
@@ -77,28 +79,36 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-import re  # noqa: E402
-import threading  # noqa: E402
+# What makes SQLite take its write lock (pysqlite opens a transaction before the DML ones).
+_WRITE_STATEMENT = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|ALTER|DROP)\b", re.IGNORECASE)
+# Set in a pooled connection's info while it holds this process's write turn.
+_HOLDS_WRITE_TURN = "guanaco_holds_write_turn"
 
-_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
 
+def _queue_writers(engine: Engine) -> None:
+    """Let one connection of this process write at a time; the others queue on a lock until it checks in.
 
-def _serialise_writers(engine: Engine) -> None:
-    write_lock = threading.Lock()
+    SQLite's own wait for its write lock polls, sleeping up to 100 ms between tries, so under load an
+    unlucky writer kept losing: at 200 concurrent conversations 1 % of requests waited 20-28 s, close to
+    the busy timeout (503). Queued here, the slowest waited 5-6 s. Other processes still meet SQLite's wait.
+    """
+    writer = threading.Lock()
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _take(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        if not conn.info.get("writer") and _WRITE.match(statement):
-            if not write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
-                raise TimeoutError("database is locked")
-            conn.info["writer"] = True
+    def _wait_for_turn(connection, _cursor, statement, _parameters, _context, _executemany):  # noqa: ANN001
+        if connection.info.get(_HOLDS_WRITE_TURN) or not _WRITE_STATEMENT.match(statement):
+            return
+        if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            raise sqlite3.OperationalError("database is locked")  # the service answers 503, as SQLite's own
+        connection.info[_HOLDS_WRITE_TURN] = True
 
-    def _give_back(dbapi_connection, record, *_):  # noqa: ANN001
-        if record is not None and record.info.pop("writer", False):
-            write_lock.release()
+    def _end_turn(_dbapi_connection, record, *_args) -> None:  # noqa: ANN001
+        # After commit or rollback the connection goes back to the pool (or is dropped): the turn ends.
+        if record is not None and record.info.pop(_HOLDS_WRITE_TURN, False):
+            writer.release()
 
-    for name in ("checkin", "invalidate", "soft_invalidate", "close"):
-        event.listen(engine.pool, name, _give_back)
+    for pool_event in ("checkin", "detach", "invalidate", "soft_invalidate", "close"):
+        event.listen(engine.pool, pool_event, _end_turn)
 
 
 def create_private_file(path: Path) -> None:

@@ -56,7 +56,7 @@ class Submission(Base):
     model_name: Mapped[str] = mapped_column(String(200))
     generation_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     formatter: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # `auto` (the model's chat template) or a formatter: see submissions/chat_format.py. None: older rows.
+    # `auto` (the model's chat template) or a formatter: see submissions/chat_format.py; None: undecided.
     chat_format: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32), index=True, default="pending")
     failure_reason: Mapped[str | None] = mapped_column(Text)

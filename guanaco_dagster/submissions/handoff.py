@@ -22,7 +22,7 @@ class StageHandoff:
     requested_revision: str
     formatter: dict = field(default_factory=dict)  # the developer's prompt formatter (PromptFormatter)
     generation_params: dict = field(default_factory=dict)  # and sampling (GenerationParams)
-    # requested at submit (`auto` or `formatter`), then what intake chose (submissions/chat_format.py)
+    # `formatter` when one was submitted, else None until intake chooses (submissions/chat_format.py)
     chat_format: str | None = None
     resolved_revision: str | None = None  # raw_weights: the commit the revision resolved to
     artifact_sha256: str | None = None  # tensorized_artifact: content address of the artifact

@@ -114,8 +114,15 @@ def finish_stage(session: Session, submission_id: str, stage: Status, succeeded:
         timing.finished_at, timing.succeeded = utcnow(), succeeded
 
 
-def stage_failure_reason(stage: Status, error: BaseException) -> str:
-    """The reason a developer sees when `stage` failed with `error`."""
+def stage_failure_reason(stage: Status, error: BaseException, submission_id: str = "ID") -> str:
+    """The reason a developer sees when `stage` failed with `error`: the cause first, then what to do."""
+    # A deployer's error carries a short cause; its full message (log tail, host paths) is for operators.
+    cause = getattr(error, "cause", "")
+    if isinstance(cause, str) and cause:
+        return (
+            f"{stage}: {cause}. Fix the model or its config and resubmit; "
+            f"`guanaco logs {submission_id} --server` shows the server's log."
+        )
     return f"{stage}: {describe_error(error)}"
 
 

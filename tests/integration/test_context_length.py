@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+import pytest
 from dagster import ExecuteInProcessResult
 
 from assets import PIPELINE_ASSETS
@@ -56,3 +58,25 @@ def test_a_model_with_a_longer_context_is_served_at_the_platforms_limit(tmp_path
     settings = KubernetesConfig(max_model_len=4096)
     args = serve_args(spec, settings)
     assert args[args.index("--max-model-len") + 1] == "4096"
+
+
+@pytest.mark.vllm
+def test_a_512_context_llama_deploys_and_serves_with_its_own_context_length(
+    hub_server, s3_server, tiny_model_dir, tmp_path
+):
+    folder = model_variant(tiny_model_dir, tmp_path, "short-context-deployed")
+    edit_config(folder, max_position_embeddings=512, guanaco_test_nonce="deploy-512")
+    repo = "context-length/short-llama-deployed"
+    hub_server.publish(repo, folder)
+    pipeline = InProcessPipeline.create(tmp_path / "home", hub_server, s3_server)
+    submission_id = pipeline.submit(repo)
+    try:
+        result = pipeline.run(submission_id)
+
+        outcome = pipeline.outcome(submission_id)
+        assert result.success and outcome.status == Status.DEPLOYED, outcome.failure_reason
+        endpoint = pipeline.deployer().get(submission_id).endpoint_url
+        (served,) = httpx.get(f"{endpoint}/models", timeout=10).json()["data"]
+        assert served["max_model_len"] == 512
+    finally:
+        pipeline.deployer().teardown_all()

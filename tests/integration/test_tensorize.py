@@ -40,7 +40,8 @@ def test_artifact_folder_holds_weights_config_and_tokenizer(
 
     names = sorted(p.name for p in artifact.out_dir.iterdir())
 
-    assert names == sorted([WEIGHTS_FILENAME, *artifact.copied_files])
+    supplied = ["chat_template.jinja"] if artifact.supplied_chat_template else []
+    assert names == sorted([WEIGHTS_FILENAME, *artifact.copied_files, *supplied])
     assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"} <= set(names)
     assert artifact.weights_bytes == artifact.weights_path.stat().st_size
     assert len(artifact.sha256) == 64

@@ -42,6 +42,7 @@ from resources.deployer import DeployerResource
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+HELM_VALUES = DEPLOY / "helm" / "dagster-values.yaml"
 K8S_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 PLATFORM_SECRET_VALUE = "pl4tform-S3-secret-value"
@@ -345,6 +346,8 @@ def platform_manifests() -> dict[str, list[dict[str, Any]]]:
 def test_every_yaml_file_in_deploy_is_checked_by_this_module() -> None:
     dagster_files = {"dagster.yaml", "workspace.yaml", "kustomization.yaml"}
     for path in DEPLOY.rglob("*.y*ml"):
+        if path == HELM_VALUES:
+            continue  # checked by the chart-values tests below
         if path.parent == DEPLOY:
             assert path.name in dagster_files, (
                 f"{path} is neither a manifest in deploy/k8s nor a known Dagster file"
@@ -376,7 +379,11 @@ def test_the_instance_config_map_built_from_dagster_yaml_validates() -> None:
 def test_secrets_exist_only_as_a_placeholder_example_outside_the_kustomization() -> None:
     manifests = platform_manifests()
     secrets = [doc for docs in manifests.values() for doc in docs if doc["kind"] == "Secret"]
-    assert {doc["metadata"]["name"] for doc in secrets} == {"guanaco-s3", "guanaco-platform"}
+    assert {doc["metadata"]["name"] for doc in secrets} == {
+        "guanaco-s3",
+        "guanaco-platform",
+        "dagster-postgresql-secret",
+    }
     assert all(
         name == "secrets.example.yaml"
         for name, docs in manifests.items()
@@ -693,5 +700,274 @@ def test_the_production_instance_stores_runs_in_postgres_and_builds_valid_run_po
         }
         text = json.dumps(manifest)
         assert s3_server.secret_key not in text and s3_server.access_key not in text
+
+        # A feedback run (its job's `dagster-k8s/config` tag) gets a small pod, not a pipeline-sized one.
+        from sensors.jobs import summarise_feedback_batch
+
+        feedback_tags = {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in summarise_feedback_batch.tags.items()
+        }
+        feedback_run = stored.with_tags({**stored.tags, **feedback_tags})
+        feedback_context = launcher.get_container_context_for_run(feedback_run)
+        feedback_job = construct_dagster_k8s_job(
+            job_config=feedback_context.get_k8s_job_config(
+                job_image="registry.example/guanaco-platform:0.1.0", run_launcher=launcher
+            ),
+            args=["dagster", "api", "execute_run", "{}"],
+            job_name=f"dagster-run-{result.run_id}-feedback",
+            pod_name=f"dagster-run-{result.run_id}-feedback",
+            component="run_worker",
+            user_defined_k8s_config=feedback_context.run_k8s_config,
+            labels={"dagster/job": "summarise_feedback_batch"},
+        )
+        feedback_manifest = ApiClient().sanitize_for_serialization(feedback_job)
+        validate(feedback_manifest, "a feedback run's Job")
+        feedback_pod = feedback_manifest["spec"]["template"]["spec"]
+        assert feedback_pod["containers"][0]["resources"]["requests"] == {"cpu": "250m", "memory": "512Mi"}
+        assert feedback_pod["serviceAccountName"] == "guanaco-run"
     finally:
         instance.dispose()
+
+
+# Metrics scraping -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(SETTINGS_MATRIX))
+def test_model_server_pods_ask_prometheus_to_scrape_vllms_metrics_on_the_server_port(case: str) -> None:
+    settings = settings_for(case)
+    template = build_deployment(spec_for("org-model_v1"), settings)["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    (port,) = template["spec"]["containers"][0]["ports"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["containerPort"]) == str(settings.port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    for key in annotations:
+        assert is_label_key(key), key
+
+
+def _platform_deployment(filename: str) -> dict[str, Any]:
+    return next(doc for doc in platform_manifests()[filename] if doc["kind"] == "Deployment")
+
+
+def test_the_service_pods_are_scraped_on_the_port_that_serves_its_metrics(tmp_path: Path) -> None:
+    from guanaco_dagster.service.app import create_app
+
+    template = _platform_deployment("guanaco-service.yaml")["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    (port,) = template["spec"]["containers"][0]["ports"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    app = create_app(Settings(home=tmp_path, migrate_on_start=False))
+    assert annotations["prometheus.io/path"] in {route.path for route in app.routes}
+
+
+# The store's migration --------------------------------------------------------------------------------
+
+
+def test_on_the_cluster_the_service_leaves_migrating_the_store_to_the_job(tmp_path: Path) -> None:
+    import sqlalchemy
+
+    from guanaco_dagster.service.app import create_app
+
+    config = next(doc for doc in platform_manifests()["config.yaml"] if doc["kind"] == "ConfigMap")["data"]
+    on_cluster = Settings(home=tmp_path, migrate_on_start=config["GUANACO_MIGRATE_ON_START"])
+    assert on_cluster.migrate_on_start is False and Settings(home=tmp_path).migrate_on_start is True
+    create_app(on_cluster)
+    assert (
+        sqlalchemy.inspect(sqlalchemy.create_engine(on_cluster.resolved_database_url)).get_table_names() == []
+    )
+
+
+def test_the_migration_job_migrates_the_store_the_service_reads(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    import sqlalchemy
+
+    job = next(doc for doc in platform_manifests()["migrate-job.yaml"] if doc["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    service = _platform_deployment("guanaco-service.yaml")["spec"]["template"]["spec"]
+    assert container["envFrom"] == service["containers"][0]["envFrom"]
+    assert container["image"] == service["containers"][0]["image"]
+    assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == service["serviceAccountName"]
+    # Run the Job's own command against a database, as its pod would with GUANACO_DATABASE_URL set.
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    python, *args = container["command"]
+    assert python == "python"
+    env = {**os.environ, "GUANACO_DATABASE_URL": url, "GUANACO_HOME": str(tmp_path)}
+    for _attempt in range(2):  # idempotent: a re-run changes nothing and succeeds
+        done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    tables = set(sqlalchemy.inspect(sqlalchemy.create_engine(url)).get_table_names())
+    assert {"alembic_version", "submissions", "feedback"} <= tables
+
+
+# Dagster's Helm chart --------------------------------------------------------------------------------
+
+# The top-level values of the dagster/dagster chart (its schema's DagsterHelmValues, Dagster 1.13).
+CHART_VALUES_KEYS = {
+    "global",
+    "dagsterWebserver",
+    "dagster-user-deployments",
+    "postgresql",
+    "generatePostgresqlPasswordSecret",
+    "generateCeleryConfigSecret",
+    "rabbitmq",
+    "redis",
+    "flower",
+    "ingress",
+    "imagePullSecrets",
+    "computeLogManager",
+    "scheduler",
+    "runLauncher",
+    "pythonLogs",
+    "dagsterDaemon",
+    "busybox",
+    "migrate",
+    "telemetry",
+    "serviceAccount",
+    "retention",
+    "concurrency",
+    "additionalInstanceConfig",
+    "rbacEnabled",
+    "nameOverride",
+    "fullnameOverride",
+}
+
+
+def helm_values() -> dict[str, Any]:
+    return yaml.safe_load(HELM_VALUES.read_text())
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def test_the_chart_values_use_only_the_charts_own_keys_and_an_external_postgresql() -> None:
+    values = helm_values()
+    assert set(values) <= CHART_VALUES_KEYS, set(values) - CHART_VALUES_KEYS
+    assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
+    assert values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    (location,) = values["dagster-user-deployments"]["deployments"]
+    assert location["dagsterApiGrpcArgs"] == ["--module-name", "guanaco_dagster.definitions"]
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    platform_image = kustomization["images"][0]
+    for image in (location["image"], values["dagsterWebserver"]["image"], values["dagsterDaemon"]["image"]):
+        assert (image["repository"], image["tag"]) == (platform_image["newName"], platform_image["newTag"])
+
+
+def test_the_chart_values_kubernetes_fragments_validate_strictly() -> None:
+    values = helm_values()
+    (location,) = values["dagster-user-deployments"]["deployments"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    pods = {
+        "webserver": values["dagsterWebserver"],
+        "daemon": values["dagsterDaemon"],
+        "code location": location,
+    }
+    for name, part in pods.items():
+        container = {
+            "name": "c",
+            "image": f"{part['image']['repository']}:{part['image']['tag']}",
+            "imagePullPolicy": part["image"]["pullPolicy"],
+            "resources": part["resources"],
+            "securityContext": part["securityContext"],
+            "env": part.get("env", []),
+            "envFrom": [{"configMapRef": ref} for ref in part["envConfigMaps"]]
+            + [{"secretRef": ref} for ref in part["envSecrets"]],
+        }
+        pod = {"containers": [container], "securityContext": part["podSecurityContext"]}
+        validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": pod}, name)
+    run_k8s = launcher["runK8sConfig"]
+    run_pod = {
+        **run_k8s["podSpecConfig"],
+        "restartPolicy": "Never",
+        "volumes": launcher["volumes"],
+        "containers": [
+            {
+                "name": "dagster",
+                "image": "guanaco-platform:0.1.0",
+                "resources": launcher["resources"],
+                "volumeMounts": launcher["volumeMounts"],
+            }
+        ],
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "dagster-run", "labels": launcher["labels"]},
+        "spec": {**run_k8s["jobSpecConfig"], "template": {"spec": run_pod}},
+    }
+    validate(job, "the chart's run Job")
+
+
+def test_the_chart_values_configure_dagster_as_deploy_dagster_yaml_does() -> None:
+    values, instance = helm_values(), yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    daemon = values["dagsterDaemon"]
+    queue = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    ours = instance["run_coordinator"]["config"]
+    assert queue["maxConcurrentRuns"] == ours["max_concurrent_runs"]
+    assert queue["tagConcurrencyLimits"] == ours["tag_concurrency_limits"]
+    for section, key in (("run_monitoring", "runMonitoring"), ("run_retries", "runRetries")):
+        assert {_camel(name): value for name, value in instance[section].items()} == daemon[key], section
+    assert daemon["sensors"] == {_camel(name): value for name, value in instance["sensors"].items()}
+    purge = instance["retention"]["sensor"]["purge_after_days"]
+    assert values["retention"]["sensor"]["purgeAfterDays"] == purge
+    logs = values["computeLogManager"]["config"]["s3ComputeLogManager"]
+    assert logs == {_camel(name): value for name, value in instance["compute_logs"]["config"].items()}
+    launcher, our_launcher = (
+        values["runLauncher"]["config"]["k8sRunLauncher"],
+        instance["run_launcher"]["config"],
+    )
+    assert launcher["resources"] == our_launcher["resources"]
+    assert launcher["labels"] == our_launcher["labels"]
+    assert launcher["volumes"] == our_launcher["volumes"]
+    assert [(m["name"], m["mountPath"]) for m in launcher["volumeMounts"]] == [
+        (m["name"], m["mount_path"]) for m in our_launcher["volume_mounts"]
+    ]
+    assert [ref["name"] for ref in launcher["envSecrets"]] == our_launcher["env_secrets"]
+    assert [ref["name"] for ref in launcher["envConfigMaps"]] == our_launcher["env_config_maps"]
+    run_k8s = launcher["runK8sConfig"]
+    assert run_k8s["podSpecConfig"]["serviceAccountName"] == our_launcher["service_account_name"]
+    assert run_k8s["jobSpecConfig"] == our_launcher["run_k8s_config"]["job_spec_config"]
+    (location,) = values["dagster-user-deployments"]["deployments"]
+    assert location["env"] == our_launcher["run_k8s_config"]["container_config"]["env"]
+
+
+def test_everything_the_chart_values_reference_is_defined_in_deploy() -> None:
+    values = helm_values()
+    manifests = platform_manifests()
+    defined: dict[str, set[str]] = {}
+    for docs in manifests.values():
+        for doc in docs:
+            defined.setdefault(doc["kind"], set()).add(doc["metadata"]["name"])
+    accounts = {
+        values["global"]["serviceAccountName"],
+        values["dagster-user-deployments"]["serviceAccount"]["name"],
+        values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"][
+            "serviceAccountName"
+        ],
+    }
+    assert accounts <= defined["ServiceAccount"]
+    secrets, config_maps = {values["global"]["postgresqlSecretName"]}, set()
+    for node in _walk(values):
+        if "secretKeyRef" in node:
+            secrets.add(node["secretKeyRef"]["name"])
+        for ref in node.get("envSecrets", []):
+            secrets.add(ref["name"])
+        for ref in node.get("envConfigMaps", []):
+            config_maps.add(ref["name"])
+    assert secrets <= defined["Secret"] and config_maps <= defined["ConfigMap"]
+    # The chart replaces our Dagster Deployments; the service account it runs as may launch runs.
+    bindings = {
+        (doc["roleRef"]["name"], subject["name"])
+        for doc in manifests["rbac.yaml"]
+        if doc["kind"] == "RoleBinding"
+        for subject in doc["subjects"]
+    }
+    assert ("guanaco-run-launcher", values["global"]["serviceAccountName"]) in bindings
