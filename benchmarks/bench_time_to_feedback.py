@@ -100,7 +100,8 @@ def measure_submission(
     runs = dagster_runs(platform, submission_id)
     metadata = asset_metadata(platform, submission_id)
     pipeline_run = next(run for run in runs if run.job == "submission_pipeline")
-    summary_run = next((run for run in runs if run.job == "feedback_summary_job"), None)
+    summary_jobs = ("feedback_summary_job", "summarise_feedback_batch")
+    summary_run = next((run for run in runs if run.job in summary_jobs), None)
     # Retire it: its server stops and routing sends the next beta user to the next model.
     platform.deployer().teardown(submission_id)
     with store.session() as session:

@@ -37,7 +37,11 @@ def batch_run_request(submission_ids: list[str], batch_number: int) -> RunReques
     return RunRequest(
         run_key=f"feedback-batch-{batch_number}",
         run_config=RunConfig(ops={"summarise_feedback": FeedbackBatchConfig(submission_ids=submission_ids)}),
-        tags={"guanaco/feedback-batch-size": str(len(submission_ids))},
+        tags={
+            "guanaco/feedback-batch-size": str(len(submission_ids)),
+            # A batch of one is findable by its submission in the Dagster UI, like the pipeline's runs.
+            **({"guanaco/submission": submission_ids[0]} if len(submission_ids) == 1 else {}),
+        },
     )
 
 

@@ -16,10 +16,14 @@ from assets.feedback_summary import summarise_submission
 from assets.partitions import submissions_partitions
 from resources import PrivacyResource, StoreResource
 
-# A feedback summary reads a few rows and writes one: on Kubernetes its run pod is small, not pipeline-sized.
+# A feedback summary reads a few rows and writes one (a run worker measured ~150 MiB): on Kubernetes its run
+# pod is small. These merge into the launcher's pipeline-sized defaults key by key, so every key is set.
 SMALL_RUN_POD = {
     "container_config": {
-        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+            "limits": {"memory": "1Gi", "ephemeral-storage": "2Gi"},
+        }
     }
 }
 

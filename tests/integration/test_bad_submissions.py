@@ -192,10 +192,12 @@ def test_bad_submission_fails_with_an_actionable_reason_and_leaves_nothing_behin
     assert outcome.failure_reason.startswith("downloading: ")
     assert case.expected_reason in outcome.failure_reason
     assert outcome.events[-1] == f"failed: {outcome.failure_reason}"
-    # Nothing left behind: no cache object, no server, no staged download.
+    # Nothing left behind: no cache object, no multipart upload, no server, no staging folder at all.
     assert model_object_keys(s3_server) == objects_before
+    uploads = s3_server.client().list_multipart_uploads(Bucket=s3_server.bucket, Prefix="models/")
+    assert uploads.get("Uploads", []) == []
     assert pipeline.recorded_servers() == []
-    assert not (pipeline.settings.work_dir / submission_id / "raw").exists()
+    assert not (pipeline.settings.work_dir / submission_id).exists()
     # The Dagster UI shows the failed run of this partition, with the same words on the failed step.
     (run_id,) = pipeline.failed_runs(submission_id)
     failures = pipeline.step_failures(run_id)

@@ -77,7 +77,8 @@ def test_feedback_runs_ask_kubernetes_for_a_small_pod_not_a_pipeline_sized_one(t
         tags = repo.get_job(name).tags
         pod = tags["dagster-k8s/config"]
         pod = json.loads(pod) if isinstance(pod, str) else pod
-        assert pod["container_config"]["resources"]["requests"] == {"cpu": "250m", "memory": "512Mi"}, name
+        requests = pod["container_config"]["resources"]["requests"]
+        assert (requests["cpu"], requests["memory"]) == ("250m", "512Mi"), name
         assert tags["guanaco/kind"] == "feedback", name
 
 

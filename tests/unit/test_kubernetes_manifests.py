@@ -724,7 +724,10 @@ def test_the_production_instance_stores_runs_in_postgres_and_builds_valid_run_po
         feedback_manifest = ApiClient().sanitize_for_serialization(feedback_job)
         validate(feedback_manifest, "a feedback run's Job")
         feedback_pod = feedback_manifest["spec"]["template"]["spec"]
-        assert feedback_pod["containers"][0]["resources"]["requests"] == {"cpu": "250m", "memory": "512Mi"}
+        assert feedback_pod["containers"][0]["resources"] == {
+            "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+            "limits": {"memory": "1Gi", "ephemeral-storage": "2Gi"},
+        }
         assert feedback_pod["serviceAccountName"] == "guanaco-run"
     finally:
         instance.dispose()

@@ -115,6 +115,7 @@ def test_up_to_date_summaries_request_nothing_until_more_feedback_arrives(store)
         result, _ = _run_sensor(feedback_sensor, store, instance, cursor="7")
     assert _batch_of(result) == [submission_id]
     assert result.run_requests[0].run_key == "feedback-batch-8"
+    assert result.run_requests[0].tags["guanaco/submission"] == submission_id
 
 
 def test_a_batch_is_bounded_and_takes_the_longest_waiting_summaries_first(sqlite_store, monkeypatch):
