@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from guanaco_dagster.beta.conversations import start_conversation
 from guanaco_dagster.settings import Settings
 from guanaco_dagster.store.database import Store, engine_for
 from guanaco_dagster.store.models import Feedback
@@ -90,11 +91,13 @@ def _hold_write_lock(database: Path, seconds: float, locked: threading.Event) ->
 
 def test_a_feedback_post_that_meets_a_locked_store_waits_for_it_and_is_stored(embedded_service):
     service = embedded_service
+    # Opened in the store, not routed: no message is sent, so no model server is needed.
     submission_id = service.deployed_submission(
-        service.alice_key, "http://127.0.0.1:9/v1", "m", "alice/locked"
+        service.alice_key, "http://127.0.0.1:9/v1", "unused", "alice/locked"
     )
+    with service.store.session() as session:
+        conversation = start_conversation(session, user_id="u", submission_id=submission_id).id
     with service.beta_client() as client:
-        conversation = client.post("/beta/conversations", json={"user_id": "u"}).json()["conversation_id"]
         locked = threading.Event()
         holder = threading.Thread(
             target=_hold_write_lock, args=(Path(service.store.url.split("///", 1)[1]), 2.0, locked)

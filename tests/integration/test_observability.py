@@ -21,9 +21,15 @@ from tests.fixtures.service import ServiceFixture, running_service
 
 @pytest.fixture(scope="module")
 def observed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceFixture]:
-    """The service on SQLite with JSON logs, as `guanaco serve` runs with GUANACO_LOG_FORMAT=json."""
+    """The service on SQLite with JSON logs, as `guanaco serve` runs with GUANACO_LOG_FORMAT=json.
+
+    Its health watcher waits an hour between checks: only the beta calls below find the models dead.
+    """
     home = tmp_path_factory.mktemp("observed-service")
-    with running_service(home, f"sqlite:///{home / 'guanaco.db'}", GUANACO_LOG_FORMAT="json") as service:
+    url = f"sqlite:///{home / 'guanaco.db'}"
+    with running_service(
+        home, url, GUANACO_LOG_FORMAT="json", GUANACO_HEALTH_CHECK_INTERVAL_S="3600"
+    ) as service:
         yield service
 
 
