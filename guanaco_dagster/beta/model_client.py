@@ -34,7 +34,8 @@ class Completion:
 # A short connect timeout: a server that does not accept connections is dead, and the user is waiting.
 _SHARED_HTTP = httpx.Client(
     timeout=httpx.Timeout(60.0, connect=5.0),
-    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    # Idle connections close before vLLM's own 5 s keep-alive does, so a reused one is never half-closed.
+    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from guanaco_dagster.beta.conversations import (
     ConversationError,
@@ -38,6 +39,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(DBAPIError, database_unavailable)
+    # Every pooled connection busy for the whole pool timeout: overloaded, not broken.
+    app.add_exception_handler(PoolTimeout, database_unavailable)
 
 
 def _handler(code: int):  # noqa: ANN202
