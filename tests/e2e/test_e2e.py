@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from guanaco_dagster.beta.routing import deployed_candidates
 from guanaco_dagster.embedded.platform import EmbeddedPlatform
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.submissions.developers import get_or_create_developer
@@ -56,10 +57,13 @@ def test_submission_to_first_feedback_summary_through_the_daemon(hub_server, s3_
     (sample,) = summary["sample_conversations"]
     assert sample["conversation_id"] == chat.conversation_id
     assert len(sample["messages"]) == 4
-    # Stopping the platform stops the server and takes the model out of routing.
+    # Stopping the platform stops the server and takes the model out of routing; it stays `deployed`, so
+    # the next `guanaco up` brings it back without the developer doing anything.
     assert platform.deployer().list_submission_ids() == []
     with store.session() as session:
-        assert get_submission(session, submission_id).status == Status.INACTIVE
+        stopped = get_submission(session, submission_id)
+        assert stopped.status == Status.DEPLOYED and stopped.endpoint_url is None
+        assert deployed_candidates(session) == []
     with capsys.disabled():
         print(
             f"\nsubmission → first feedback summary: {(summarised_at - submitted_at).total_seconds():.1f} s "
