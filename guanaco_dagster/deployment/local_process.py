@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,6 +171,10 @@ class LocalProcessDeployer(Deployer):
     def state_path(self, submission_id: str) -> Path:
         """Where the server record of a submission lives."""
         return self.state_dir / f"{self._stem(submission_id)}.json"
+
+    def work_path(self, submission_id: str) -> Path:
+        """The parent of the server's temporary config folder (removed when the server stops)."""
+        return self.state_dir / f"{self._stem(submission_id)}.work"
 
     def log_path(self, submission_id: str) -> Path:
         """Where the server of a submission writes its log."""
@@ -333,6 +338,9 @@ class LocalProcessDeployer(Deployer):
             # The model's own limit where it is shorter (vLLM refuses a longer one), else the platform's.
             str(min(spec.max_model_len or self.max_model_len, self.max_model_len)),
         ]
+        work_dir = self.work_path(spec.submission_id)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        command += ["--work-dir", str(work_dir)]
         if self.platform_pid is not None:
             command += ["--watch-pid", str(self.platform_pid)]
         return command
@@ -415,6 +423,8 @@ class LocalProcessDeployer(Deployer):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
         self.state_path(state["submission_id"]).unlink(missing_ok=True)
+        # A server killed outright cannot remove its own config folder: it lives here, so it goes too.
+        shutil.rmtree(self.work_path(state["submission_id"]), ignore_errors=True)
 
     def _fail(self, state: dict[str, Any], what: str) -> DeploymentError:
         """Stop the server, then describe the failure with the reason found in its log."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -162,4 +164,46 @@ def test_teardown_all_forgets_every_recorded_server(s3_server: S3Info, tmp_path:
 
     assert deployer.teardown_all() == 2
 
+    assert deployer.list_submission_ids() == []
+
+
+# A stand-in server that does what inference.serve does with its folders: a temporary config folder under
+# --work-dir, removed on a clean exit (never, when killed outright).
+FOLDER_KEEPING_SERVER = r"""
+import sys, tempfile, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+argv = sys.argv[1:]
+tempfile.mkdtemp(prefix="guanaco-serve-", dir=argv[argv.index("--work-dir") + 1])
+
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(argv[argv.index("--port") + 1])), Health).serve_forever()
+"""
+
+
+class FolderKeepingDeployer(LocalProcessDeployer):
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir, "http://127.0.0.1:9", "unused", "unused", smoke_test=False)
+
+    def serve_command(self, spec: DeploymentSpec, port: int) -> list[str]:
+        real = super().serve_command(spec, port)
+        return [real[0], "-c", FOLDER_KEEPING_SERVER, *real[3:]]
+
+
+def test_a_server_killed_outright_leaves_no_temporary_folder_behind(tmp_path: Path) -> None:
+    deployer = FolderKeepingDeployer(tmp_path / "servers")
+    spec = DeploymentSpec("killed-9", "s3://unused/", "killed-9")
+    deployment = deployer.deploy(spec)
+    work = deployer.work_path("killed-9")
+    assert [p.name[:14] for p in work.iterdir()] == ["guanaco-serve-"]
+
+    for group in server_process_groups(deployment.details["pid"]):
+        os.killpg(group, signal.SIGKILL)
+    deployer.teardown("killed-9")
+
+    assert not work.exists()
     assert deployer.list_submission_ids() == []
