@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -173,8 +175,13 @@ class LocalProcessDeployer(Deployer):
         return self.state_dir / f"{self._stem(submission_id)}.json"
 
     def work_path(self, submission_id: str) -> Path:
-        """The parent of the server's temporary config folder (removed when the server stops)."""
-        return self.state_dir / f"{self._stem(submission_id)}.work"
+        """The parent of the server's temporary config folder (removed when the server stops).
+
+        Short and under the system's temp folder: vLLM puts its IPC sockets in there, and a socket path may
+        not exceed 107 characters.
+        """
+        key = hashlib.sha256(f"{self.state_dir.resolve()}\0{submission_id}".encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"guanaco-{key}"
 
     def log_path(self, submission_id: str) -> Path:
         """Where the server of a submission writes its log."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
@@ -39,9 +39,20 @@ from guanaco_dagster.stages.s3_client import S3Bucket, ensure_bucket
 from guanaco_dagster.store.database import Store
 from resources.deployer import DeployerResource
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKSPACE = REPO_ROOT / "workspace.yaml"
-LOCAL_DAGSTER_YAML = REPO_ROOT / "dagster.yaml"
+# One code location, loaded by module name: it works the same from a checkout and from an installed wheel.
+WORKSPACE_YAML = """load_from:
+  - python_module:
+      module_name: guanaco_dagster.definitions
+      attribute: defs
+      location_name: guanaco
+"""
+
+
+def write_dagster_config(dagster_home: Path) -> None:
+    """Write the embedded instance config (shipped in this package) and the workspace into `dagster_home`."""
+    instance_yaml = resources.files("guanaco_dagster.embedded").joinpath("dagster.yaml").read_text()
+    (dagster_home / "dagster.yaml").write_text(instance_yaml)
+    (dagster_home / "workspace.yaml").write_text(WORKSPACE_YAML)
 
 
 def prepare_dagster_storage(dagster_home: Path) -> None:
@@ -161,7 +172,7 @@ class EmbeddedPlatform:
             self._s3.start()
             s3_endpoint = self._s3.endpoint_url
         ensure_bucket(s3_endpoint, settings.s3_access_key_id, secret, settings.s3_bucket, settings.s3_region)
-        shutil.copyfile(LOCAL_DAGSTER_YAML, self.dagster_home / "dagster.yaml")
+        write_dagster_config(self.dagster_home)
         prepare_dagster_storage(self.dagster_home)
         self.env = {
             **os.environ,
@@ -199,12 +210,13 @@ class EmbeddedPlatform:
 
     def _commands(self) -> dict[str, list[str]]:
         """The argv of each Dagster/service child this platform runs."""
-        bin_dir = Path(sys.executable).parent
-        commands = {"daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)]}
+        # Modules of this interpreter, not console scripts: those may live in another environment's bin/.
+        workspace = str(self.dagster_home / "workspace.yaml")
+        commands = {"daemon": [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace]}
         if self.webserver_port:
             commands["webserver"] = [
-                str(bin_dir / "dagster-webserver"),
-                *("-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(self.webserver_port)),
+                *(sys.executable, "-m", "dagster_webserver"),
+                *("-w", workspace, "-h", "127.0.0.1", "-p", str(self.webserver_port)),
             ]
         if self.service_port:
             uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "guanaco_dagster.service.app:create_app"]
@@ -220,7 +232,8 @@ class EmbeddedPlatform:
         with (self.logs_dir / f"{name}.log").open("ab") as log:
             self._children[name] = subprocess.Popen(
                 self._commands()[name],
-                cwd=REPO_ROOT,
+                # Not a checkout: `python -m` puts its cwd first on sys.path.
+                cwd=self.settings.home,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
