@@ -68,4 +68,3 @@ def still_running(pids: list[int]) -> list[int]:
     with contextlib.suppress(TimeoutError):
         wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), timeout_s=15)
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
-
