@@ -74,7 +74,9 @@ def test_download_fetches_config_and_tokenizer_but_not_the_weights(
 ) -> None:
     files = download_model_files(tiny_artifact_uri, tmp_path / "cfg", s3_server.client())
 
-    assert sorted(p.name for p in files) == sorted(tensorized_tiny_model.artifact.copied_files)
+    artifact = tensorized_tiny_model.artifact
+    supplied = ["chat_template.jinja"] if artifact.supplied_chat_template else []
+    assert sorted(p.name for p in files) == sorted([*artifact.copied_files, *supplied])
     assert not (tmp_path / "cfg" / WEIGHTS_FILENAME).exists()
     config = tensorized_tiny_model.artifact.out_dir / "config.json"
     assert (tmp_path / "cfg" / "config.json").read_bytes() == config.read_bytes()
