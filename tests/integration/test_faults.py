@@ -454,6 +454,11 @@ def _reconcile(pipeline: InProcessPipeline, minutes_later: float, max_resumes: i
     )
 
 
+def _about(submission_id: str, decisions: list) -> list:
+    """The reconciler's decisions about one submission."""
+    return [decision for decision in decisions if decision.submission_id == submission_id]
+
+
 def _in_stage(pipeline: InProcessPipeline, stage: Status, **fields: str) -> str:
     submission_id = pipeline.submit(f"faults/stuck-in-{stage}")
     with pipeline.store.session() as session:
@@ -496,16 +501,17 @@ def test_a_run_killed_mid_pipeline_is_resumed_once_then_failed_with_a_reason(
     _pipeline_run(pipeline, submission_id, DagsterRunStatus.CANCELED)  # e.g. the run worker was lost
 
     first = _reconcile(pipeline, minutes_later=10)
-    (resume,) = first.resumed
+    # The PostgreSQL store is shared by the session's tests: look at this submission's decisions only.
+    (resume,) = _about(submission_id, first.resumed)
     assert resume.run_key == f"{submission_id}#resume-1" and resume.stage == Status.DEPLOYING
     outcome = pipeline.outcome(submission_id)
     assert outcome.status == Status.DEPLOYING
     assert outcome.events[-1].startswith(f"deploying: {RESUME_MESSAGE}: the pipeline stopped unexpectedly")
     # The resume stamped the row: the next pass within the threshold leaves it to the resumed run.
-    assert _reconcile(pipeline, minutes_later=12).resumed == []
+    assert _about(submission_id, _reconcile(pipeline, minutes_later=12).resumed) == []
 
     second = _reconcile(pipeline, minutes_later=30)  # the resumed run never got anywhere either
-    (failure,) = second.failed
+    (failure,) = _about(submission_id, second.failed)
     outcome = pipeline.outcome(submission_id)
     assert outcome.status == Status.FAILED
     assert outcome.failure_reason == (
