@@ -91,7 +91,9 @@ def leaderboard(
     with open_client(needs_key=False) as client:
         board = leaderboard_frame(client.leaderboard())
     if as_json:
-        print_json({row["submission_id"]: row for row in board.to_dict(orient="records")})
+        # JSON has null, not NaN: the frame's missing numbers go out as None.
+        records = board.astype(object).where(board.notna(), None).to_dict(orient="records")
+        print_json({row["submission_id"]: row for row in records})
         return
     out = stdout()
     if board.empty:
