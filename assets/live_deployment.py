@@ -6,7 +6,7 @@ from assets.cached_s3_object import cached_s3_object
 from assets.partitions import submissions_partitions
 from assets.stage import submission_stage
 from guanaco_dagster.deployment.base import DeploymentSpec
-from guanaco_dagster.stages.context_length import artifact_context_limit, served_max_model_len
+from guanaco_dagster.stages.context_length import cached_model_max_len
 from guanaco_dagster.submissions.lifecycle import Status
 from resources import DeployerResource, S3CacheResource, StoreResource
 from resources.leftovers import leftovers_of
@@ -28,12 +28,13 @@ def live_deployment(
     leftovers = leftovers_of(deployer=deployer, s3_cache=s3_cache)
     with submission_stage(context, store.store, Status.DEPLOYING, leftovers) as stage:
         # The model's own context limit travels in the artifact's config; vLLM refuses a longer one.
-        model_limit = artifact_context_limit(s3_cache.client(), stage.handoff.artifact_uri)
         spec = DeploymentSpec(
             submission_id=stage.submission_id,
             artifact_uri=stage.handoff.artifact_uri,
             served_model_name=stage.submission_id,
-            max_model_len=served_max_model_len(model_limit, deployer.platform_max_model_len()),
+            max_model_len=cached_model_max_len(
+                s3_cache.client(), stage.handoff.artifact_uri, deployer.platform_max_model_len()
+            ),
         )
         deployment = deployer.get_deployer().deploy(spec)
         stage.record(endpoint_url=deployment.endpoint_url, served_model_name=spec.served_model_name)

@@ -116,9 +116,14 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
+def file_stem(submission_id: str) -> str:
+    """The submission id as a file name: the deployer's records, locks and logs are named after it."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", submission_id)
+
+
 def server_log_path(state_dir: Path, submission_id: str) -> Path:
     """Where a local server writes its log (kept after it died, until the model is deployed again)."""
-    return Path(state_dir) / f"{re.sub(r'[^A-Za-z0-9._-]', '_', submission_id)}.log"
+    return Path(state_dir) / f"{file_stem(submission_id)}.log"
 
 
 class LocalProcessDeployer(Deployer):
@@ -167,12 +172,9 @@ class LocalProcessDeployer(Deployer):
 
     # Paths and records -------------------------------------------------------------------------------
 
-    def _stem(self, submission_id: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]", "_", submission_id)
-
     def state_path(self, submission_id: str) -> Path:
         """Where the server record of a submission lives."""
-        return self.state_dir / f"{self._stem(submission_id)}.json"
+        return self.state_dir / f"{file_stem(submission_id)}.json"
 
     def work_path(self, submission_id: str) -> Path:
         """The parent of the server's temporary config folder (removed when the server stops).
@@ -202,7 +204,7 @@ class LocalProcessDeployer(Deployer):
     @contextlib.contextmanager
     def _locked(self, submission_id: str) -> Iterator[None]:
         """Serialize deploy/teardown of one submission across processes."""
-        with self._file_lock(f"{self._stem(submission_id)}.lock"):
+        with self._file_lock(f"{file_stem(submission_id)}.lock"):
             yield
 
     @contextlib.contextmanager

@@ -34,7 +34,7 @@ from guanaco_dagster.embedded.s3_server import SeaweedS3Server
 from guanaco_dagster.embedded.supervisor import SupervisedChild, Supervisor
 from guanaco_dagster.ports import port_open, wait_until
 from guanaco_dagster.settings import Settings, settings_env
-from guanaco_dagster.stages.context_length import artifact_context_limit, served_max_model_len
+from guanaco_dagster.stages.context_length import cached_model_max_len
 from guanaco_dagster.stages.s3_client import S3Bucket, ensure_bucket
 from guanaco_dagster.store.database import Store
 from resources.deployer import DeployerResource
@@ -326,10 +326,9 @@ class EmbeddedPlatform:
             settings.s3_region,
         )
         try:
-            limit = artifact_context_limit(bucket.client(), artifact_uri)
+            return cached_model_max_len(bucket.client(), artifact_uri, settings.vllm_max_model_len)
         except Exception:  # noqa: BLE001 - the restart itself will say what is wrong with the cache
-            limit = None
-        return served_max_model_len(limit, settings.vllm_max_model_len)
+            return settings.vllm_max_model_len
 
     def wait_until_restored(self, timeout_s: float = 600.0) -> dict[str, str]:
         """Wait until every model that was `deployed` at the start serves again (or failed); the outcomes."""

@@ -78,6 +78,11 @@ def served_max_model_len(model_limit: ContextLimit | None, platform_limit: int) 
     return min(model_limit.tokens, platform_limit) if model_limit is not None else platform_limit
 
 
+def cached_model_max_len(client: Any, artifact_uri: str, platform_limit: int) -> int:
+    """The context length to serve the model cached at `artifact_uri` with (deploys, heals and restarts)."""
+    return served_max_model_len(artifact_context_limit(client, artifact_uri), platform_limit)
+
+
 def _read_json_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     # Imported here: the intake checks read configs from disk and should not load botocore.
     from botocore.exceptions import ClientError

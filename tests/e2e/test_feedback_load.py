@@ -19,15 +19,15 @@ from guanaco_dagster.feedback.feedback_report import submissions_with_new_feedba
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import FeedbackSummaryRow
 from guanaco_dagster.submissions.developers import get_or_create_developer
-from guanaco_dagster.submissions.lifecycle import PIPELINE_STAGES, Status
+from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import (
     SubmissionRequest,
     create_submission,
     get_submission,
-    transition,
 )
 from sensors.feedback_sensor import IN_FLIGHT
 from tests.fixtures.platform import embedded_settings
+from tests.fixtures.store import walk_to
 
 pytestmark = [pytest.mark.e2e]
 
@@ -44,8 +44,7 @@ def deployed_models(store: Store, count: int) -> list[str]:
         developer = get_or_create_developer(session, "load")
         for index in range(count):
             submission = create_submission(session, developer, SubmissionRequest(model_repo=f"load/m{index}"))
-            for stage in (*PIPELINE_STAGES, Status.DEPLOYED):
-                transition(session, submission.id, stage)
+            walk_to(session, submission.id, Status.DEPLOYED)
             get_submission(session, submission.id).endpoint_url = "http://127.0.0.1:9/v1"
             ids.append(submission.id)
     return ids

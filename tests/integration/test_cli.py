@@ -40,6 +40,7 @@ from guanaco_dagster.submissions.submissions import (
     start_stage,
     transition,
 )
+from tests.fixtures.pipeline import materialize_feedback_summary
 
 # A server that is never called: feedback and leaderboard tests only need a submission marked deployed.
 UNUSED_ENDPOINT = "http://127.0.0.1:9/v1"
@@ -500,10 +501,6 @@ HOSTILE_FEEDBACK = "\x1b[2J\x1b[31mgreat bot\x1b[0m, would chat again"
 def test_terminal_escapes_in_feedback_reach_neither_the_terminal_nor_the_dagster_ui(
     service, as_alice, deployed, tmp_path
 ):
-    from dagster import DagsterInstance, materialize
-
-    from assets import feedback_summary
-    from resources import PrivacyResource, StoreResource
 
     submission_id = deployed()
     with service.store.session() as session:
@@ -518,17 +515,7 @@ def test_terminal_escapes_in_feedback_reach_neither_the_terminal_nor_the_dagster
         leave_feedback(session, conversation.id, thumbs_up=True, text=HOSTILE_FEEDBACK)
 
     result = guanaco("feedback", submission_id)
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("submissions", [submission_id])
-    summary = materialize(
-        [feedback_summary],
-        partition_key=submission_id,
-        instance=instance,
-        resources={
-            "store": StoreResource(database_url=service.store.url),
-            "privacy": PrivacyResource(home=str(tmp_path)),
-        },
-    )
+    summary = materialize_feedback_summary(service.store.url, submission_id, tmp_path)
 
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output

@@ -12,10 +12,11 @@ from assets.live_deployment import live_deployment
 from guanaco_dagster.deployment.base import DeploymentError, DeploymentSpec
 from guanaco_dagster.deployment.local_process import LocalProcessDeployer
 from guanaco_dagster.deployment.server_log import failure_reason
-from guanaco_dagster.submissions.lifecycle import PIPELINE_STAGES, Status
-from guanaco_dagster.submissions.submissions import get_submission, transition
+from guanaco_dagster.submissions.lifecycle import Status
+from guanaco_dagster.submissions.submissions import get_submission
 from resources import DeployerResource
 from tests.fixtures.pipeline import InProcessPipeline
+from tests.fixtures.store import walk_to
 
 # What vLLM 0.32 prints (colours included) when a checkpoint's context is shorter than --max-model-len.
 VLLM_REFUSAL = (
@@ -58,8 +59,7 @@ def test_a_failed_deploy_names_vllms_cause_first_and_no_host_path(hub_server, s3
     pipeline.resources["deployer"] = RefusingDeployerResource(**deployer.model_dump())
     submission_id = pipeline.submit("faults/refused-by-vllm")
     with pipeline.store.session() as session:
-        for status in PIPELINE_STAGES[: PIPELINE_STAGES.index(Status.UPLOADING) + 1]:
-            transition(session, submission_id, status)
+        walk_to(session, submission_id, Status.UPLOADING)
         get_submission(session, submission_id).artifact_uri = f"s3://{s3_server.bucket}/models/{'e' * 64}/"
 
     result = pipeline.run(submission_id, selection=[live_deployment])

@@ -16,7 +16,7 @@ from guanaco_dagster.stages.staging import StagingLayout
 from guanaco_dagster.submissions.developers import get_or_create_developer
 from guanaco_dagster.submissions.failure import Leftovers, fail_submission
 from guanaco_dagster.submissions.handoff import read_handoff, record_handoff
-from guanaco_dagster.submissions.lifecycle import PIPELINE_STAGES, Status
+from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import (
     SubmissionRequest,
     create_submission,
@@ -29,6 +29,7 @@ from resources.s3_cache import S3CacheResource
 from sensors.failure_sensor import pipeline_failure_sensor
 from sensors.jobs import submission_pipeline_job
 from tests.fixtures.pipeline import model_object_keys
+from tests.fixtures.store import walk_to
 
 
 def _artifact(tmp_path: Path) -> tuple[Path, str]:
@@ -44,8 +45,7 @@ def _submission_at(store, developer, stage: Status, digest: str) -> str:
         submission_id = create_submission(
             session, developer, SubmissionRequest(model_repo=f"org/m-{uuid.uuid4().hex[:6]}")
         ).id
-        for status in PIPELINE_STAGES[: PIPELINE_STAGES.index(stage) + 1]:
-            transition(session, submission_id, status)
+        walk_to(session, submission_id, stage)
         record_handoff(session, submission_id, artifact_sha256=digest)
     return submission_id
 

@@ -42,7 +42,7 @@ from guanaco_dagster.stages.s3_cache import S3CacheError, artifact_prefix, uploa
 from guanaco_dagster.stages.staging import StagingLayout
 from guanaco_dagster.store.models import utcnow
 from guanaco_dagster.submissions.failure import Leftovers
-from guanaco_dagster.submissions.lifecycle import PIPELINE_STAGES, Status
+from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.reconciler import (
     INTERRUPTED_MESSAGE,
     RESUME_MESSAGE,
@@ -62,6 +62,7 @@ from resources import S3CacheResource
 from sensors.jobs import submission_pipeline_job
 from sensors.reconciler_sensor import has_pipeline_run_in_flight, reconciler_sensor
 from tests.fixtures.pipeline import InProcessPipeline, edit_config, model_object_keys, model_variant
+from tests.fixtures.store import walk_to
 
 # ---------------------------------------------------------------------------------------------------------
 # The Hugging Face Hub
@@ -374,8 +375,7 @@ def _deployed_on_fake_server(
         DeploymentSpec(submission_id, "s3://unused/", submission_id)
     )
     with pipeline.store.session() as session:
-        for status in PIPELINE_STAGES[: PIPELINE_STAGES.index(stage) + 1]:
-            transition(session, submission_id, status)
+        walk_to(session, submission_id, stage)
         submission = get_submission(session, submission_id)
         submission.artifact_uri = "s3://unused/"
         submission.endpoint_url, submission.served_model_name = deployment.endpoint_url, submission_id
@@ -462,8 +462,7 @@ def _about(submission_id: str, decisions: list) -> list:
 def _in_stage(pipeline: InProcessPipeline, stage: Status, **fields: str) -> str:
     submission_id = pipeline.submit(f"faults/stuck-in-{stage}")
     with pipeline.store.session() as session:
-        for status in PIPELINE_STAGES[: PIPELINE_STAGES.index(stage) + 1]:
-            transition(session, submission_id, status)
+        walk_to(session, submission_id, stage)
         submission = get_submission(session, submission_id)
         for name, value in fields.items():
             setattr(submission, name, value)

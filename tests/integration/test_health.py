@@ -30,7 +30,7 @@ from guanaco_dagster.beta.self_heal import HEAL_MESSAGE
 from guanaco_dagster.ports import free_port, wait_until
 from guanaco_dagster.store.models import Message
 from guanaco_dagster.submissions.developers import get_or_create_developer
-from guanaco_dagster.submissions.lifecycle import PIPELINE_STAGES, Status
+from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import (
     SubmissionRequest,
     create_submission,
@@ -42,6 +42,7 @@ from resources import DeployerResource, StoreResource
 from resources.health import HealthResource
 from resources.s3_cache import S3CacheResource
 from sensors.self_heal_sensor import self_heal_sensor
+from tests.fixtures.store import walk_to
 
 
 @dataclass
@@ -108,8 +109,7 @@ def deploy_on(store, endpoint_url: str, repo: str, served_model_name: str = "m")
     with store.session() as session:
         developer = get_or_create_developer(session, "ada")
         submission = create_submission(session, developer, SubmissionRequest(model_repo=repo))
-        for stage in (*PIPELINE_STAGES, Status.DEPLOYED):
-            transition(session, submission.id, stage)
+        walk_to(session, submission.id, Status.DEPLOYED)
         deployed = get_submission(session, submission.id)
         deployed.endpoint_url, deployed.served_model_name = endpoint_url, served_model_name
         return submission.id

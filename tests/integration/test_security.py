@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import materialize
 from sqlalchemy import inspect, select, text
 
-from assets import PIPELINE_ASSETS, feedback_summary
+from assets import PIPELINE_ASSETS
 from guanaco_dagster.beta.conversations import leave_feedback, start_conversation
 from guanaco_dagster.deployment.base import DeploymentSpec
 from guanaco_dagster.deployment.kubernetes_manifests import build_deployment, build_service
@@ -24,8 +23,8 @@ from guanaco_dagster.store.models import Developer, LifecycleRequest, Message
 from guanaco_dagster.submissions.developers import hash_key
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import transition
-from resources import DeployerResource, PrivacyResource, StoreResource
-from tests.fixtures.pipeline import InProcessPipeline, model_variant
+from resources import DeployerResource
+from tests.fixtures.pipeline import InProcessPipeline, materialize_feedback_summary, model_variant
 
 ROOT = Path(__file__).resolve().parents[2]
 HF_TOKEN = "hf_platform_token_Zq8v1xK3"
@@ -221,19 +220,7 @@ def test_conversations_reach_the_developer_masked_and_pseudonymised(service, ali
 @pytest.mark.postgres
 def test_the_feedback_summary_in_the_dagster_ui_is_masked_too(service, alice_private_model, tmp_path):
     submission_id, conversation_id = alice_private_model
-    from dagster import DagsterInstance
-
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("submissions", [submission_id])
-    result = materialize(
-        [feedback_summary],
-        partition_key=submission_id,
-        instance=instance,
-        resources={
-            "store": StoreResource(database_url=service.store.url),
-            "privacy": PrivacyResource(home=str(tmp_path)),
-        },
-    )
+    result = materialize_feedback_summary(service.store.url, submission_id, tmp_path)
     (materialization,) = result.asset_materializations_for_node("feedback_summary")
     shown = json.dumps({key: str(value.value) for key, value in materialization.metadata.items()})
     assert "[email]" in shown and conversation_id[:8] in shown

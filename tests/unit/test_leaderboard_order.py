@@ -13,8 +13,9 @@ from guanaco_dagster.feedback.leaderboard_row import LeaderboardRow
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import Conversation, Feedback, LatencyReportRow
 from guanaco_dagster.submissions.developers import create_developer
-from guanaco_dagster.submissions.lifecycle import PIPELINE_STAGES, Status
-from guanaco_dagster.submissions.submissions import SubmissionRequest, create_submission, transition
+from guanaco_dagster.submissions.lifecycle import Status
+from guanaco_dagster.submissions.submissions import SubmissionRequest, create_submission
+from tests.fixtures.store import walk_to
 
 _ids = itertools.count()
 
@@ -82,8 +83,7 @@ def _deployed(store: Store, developer_name: str, repo: str) -> str:
     with store.session() as session:
         developer, _ = create_developer(session, f"{developer_name}-{next(_ids)}")
         submission = create_submission(session, developer, SubmissionRequest(model_repo=repo))
-        for stage in (*PIPELINE_STAGES, Status.DEPLOYED):
-            transition(session, submission.id, stage)
+        walk_to(session, submission.id, Status.DEPLOYED)
         return submission.id
 
 
