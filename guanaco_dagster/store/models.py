@@ -131,6 +131,8 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text)
     latency_s: Mapped[float | None] = mapped_column(Float)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A bot reply the user asked to have again (an implicit "not good enough" signal).
+    regenerated: Mapped[bool] = mapped_column(Boolean, default=False)
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -185,3 +187,38 @@ class LifecycleRequest(Base):
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class Battle(Base):
+    """Two anonymous models answering the same user side by side: one conversation each, same messages."""
+
+    __tablename__ = "battles"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), index=True)
+    conversation_a_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), unique=True)
+    conversation_b_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    vote: Mapped[BattleVote | None] = relationship(back_populates="battle")
+
+
+class BattleVote(Base):
+    """A user's verdict on one battle. Every vote is kept; `counted` says whether ratings use it and
+    `excluded_reason` why not (a repeat of the same pair by the same user, the developer's own model, a
+    user flagged as anomalous)."""
+
+    __tablename__ = "battle_votes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    battle_id: Mapped[str] = mapped_column(ForeignKey("battles.id"), unique=True)
+    user_id: Mapped[str] = mapped_column(String(200), index=True)
+    # Denormalised from the battle's conversations so ratings read one table.
+    submission_a_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    submission_b_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    winner: Mapped[str] = mapped_column(String(8))  # "a", "b", "tie" or "both_bad"
+    counted: Mapped[bool] = mapped_column(Boolean, default=True)
+    excluded_reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    battle: Mapped[Battle] = relationship(back_populates="vote")
