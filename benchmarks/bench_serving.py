@@ -60,9 +60,10 @@ class BatchResult:
 
 
 def requests_for(batch: int, full: bool) -> int:
-    """Requests per batch size: a few sequential ones at batch 1, one (quick) or two (full) full waves."""
+    """Requests per batch size: sequential ones at batch 1 (enough for a median that one outlier cannot
+    move), one (quick) or two (full) full waves above."""
     if batch == 1:
-        return 8 if full else 3
+        return 16 if full else 8
     return batch * (2 if full else 1)
 
 

@@ -337,8 +337,8 @@ def main() -> None:
     console.rule("[bold]Benchmark: weight loading")
     console.print(f"[dim]{machine_line(machine)}[/]")
     started = time.perf_counter()
-    models = args.models.split(",")
-    repeats = {name: args.repeats or (3 if args.full else (2 if name != "400m" else 1)) for name in models}
+    models = (args.models or ("100m,400m" if args.full else "100m")).split(",")
+    repeats = {name: args.repeats or 3 for name in models}
     results = run(models, repeats)
     settings = {"models": models, "repeats": repeats, "s3_readers": S3_READERS, "full": args.full}
     write_results(NAME, settings, rounded(results), machine, time.perf_counter() - started)
@@ -346,7 +346,9 @@ def main() -> None:
 
 def _parse_args() -> Any:
     arguments = parser(__doc__.splitlines()[0])
-    arguments.add_argument("--models", default="100m,400m", help="comma-separated: tiny, 100m, 400m")
+    arguments.add_argument(
+        "--models", default="", help="comma-separated: tiny, 100m, 400m (quick: 100m; full: 100m,400m)"
+    )
     arguments.add_argument("--repeats", type=int, default=0, help="runs per method (best kept); 0 = preset")
     return arguments.parse_args()
 

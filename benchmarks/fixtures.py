@@ -211,19 +211,23 @@ def fresh_home(name: str) -> Path:
 
 @contextmanager
 def embedded_platform(
-    home: Path, hub_endpoint: str, service: bool = False, **overrides: Any
+    home: Path, hub_endpoint: str, service: bool = False, webserver: bool = False, **overrides: Any
 ) -> Iterator[Any]:
-    """The embedded platform (its own S3, Dagster daemon, optional HTTP service) on a fresh home."""
+    """The embedded platform (its own S3, Dagster daemon, optional HTTP service and Dagster webserver)
+    on a fresh home."""
     from guanaco_dagster.embedded.platform import EmbeddedPlatform
     from guanaco_dagster.ports import free_port
     from guanaco_dagster.settings import Settings
 
     settings = Settings(home=home, hf_endpoint=hub_endpoint, **overrides)
     platform = EmbeddedPlatform(
-        settings, service_port=free_port() if service else None, hf_endpoint=hub_endpoint
+        settings,
+        service_port=free_port() if service else None,
+        webserver_port=free_port() if webserver else None,
+        hf_endpoint=hub_endpoint,
     )
     try:
-        what = "S3, Dagster daemon" + (", service" if service else "")
+        what = "S3, Dagster daemon" + (", service" if service else "") + (", webserver" if webserver else "")
         # quiet: creating the Dagster instance prints storage-migration notes.
         with step(f"starting the embedded platform ({what}) …"), quiet_stdout():
             platform.start()
@@ -386,3 +390,36 @@ def asset_metadata(platform: Any, submission_id: str) -> dict[str, dict[str, Any
                     if isinstance(getattr(value, "value", None), int | float | bool)
                 }
     return found
+
+
+# Model servers --------------------------------------------------------------------------------------
+
+VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+def vllm_process(endpoint_url: str) -> Any:
+    """The vLLM API-server process (psutil) behind `endpoint_url` (http://host:port/v1)."""
+    import psutil
+
+    port = endpoint_url.rsplit(":", 1)[1].split("/")[0]
+    for process in psutil.process_iter(["cmdline"]):
+        argv = process.info["cmdline"] or []
+        if VLLM_SERVER_MODULE in argv and "--port" in argv and argv[argv.index("--port") + 1] == port:
+            return process
+    raise LookupError(f"no vLLM process serves {endpoint_url}")
+
+
+def server_pss_bytes(endpoint_url: str) -> int:
+    """Proportional set size of the whole model server behind `endpoint_url`: our wrapper (the vLLM
+    process's parent), vLLM's API server and its engine/worker children."""
+    import psutil
+
+    server = vllm_process(endpoint_url)
+    root = server.parent() or server
+    total = 0
+    for process in (root, *root.children(recursive=True)):
+        try:
+            total += process.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import httpx
+
 from guanaco_dagster.beta.conversations import leave_feedback, send_message, start_conversation
 from guanaco_dagster.store.database import Store
 
@@ -43,21 +45,47 @@ class SimulatedChat:
     feedback_text: str
 
 
+def _persona(user_index: int) -> dict[str, str]:
+    bot_name, memory, prompt = PERSONAS[user_index % len(PERSONAS)]
+    return {
+        "user_id": f"app-user-{user_index}",
+        "bot_id": f"bot-{user_index % len(PERSONAS)}",
+        "bot_name": bot_name,
+        "user_name": "You",
+        "memory": memory,
+        "prompt": prompt,
+    }
+
+
+def simulate_user_over_http(beta: httpx.Client, user_index: int, turns: int = 2) -> SimulatedChat:
+    """The same beta user as `simulate_user`, through the service's beta routes, as the app's backend
+    calls them (`beta` carries the service's base URL and the beta service token)."""
+    conversation = _ok(beta.post("/beta/conversations", json=_persona(user_index)))
+    conversation_id = conversation["conversation_id"]
+    for turn in range(turns):
+        message = {"message": OPENERS[(user_index + turn) % len(OPENERS)]}
+        _ok(beta.post(f"/beta/conversations/{conversation_id}/messages", json=message))
+    thumbs_up, text = FEEDBACK[user_index % len(FEEDBACK)]
+    feedback = {"thumbs_up": thumbs_up, "text": text, "idempotency_key": f"{conversation_id}-fb"}
+    _ok(beta.post(f"/beta/conversations/{conversation_id}/feedback", json=feedback))
+    return SimulatedChat(conversation_id, conversation["submission_id"], turns, thumbs_up, text)
+
+
+def _ok(response: httpx.Response) -> dict:
+    if response.is_error:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: HTTP {response.status_code} "
+            f"{response.text[:300]}"
+        )
+    return response.json()
+
+
 def simulate_user(store: Store, user_index: int, turns: int = 2, seed: int = 0) -> SimulatedChat:
     """One beta user: routed to a model, `turns` messages, then feedback."""
     rng = random.Random(seed * 1000 + user_index)
-    bot_name, memory, prompt = PERSONAS[user_index % len(PERSONAS)]
+    persona = _persona(user_index)
     with store.session() as session:
-        conversation = start_conversation(
-            session,
-            user_id=f"app-user-{user_index}",
-            bot_id=f"bot-{user_index % len(PERSONAS)}",
-            bot_name=bot_name,
-            user_name="You",
-            memory=memory,
-            prompt=prompt,
-            rng=rng,
-        )
+        conversation = start_conversation(session, **persona, rng=rng)
         conversation_id, submission_id = conversation.id, conversation.submission_id
     for turn in range(turns):
         send_message(store, conversation_id, OPENERS[(user_index + turn) % len(OPENERS)])
