@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec triton || true
 	# The architectures vLLM serves, read from its registry once (committed: the platform image has no vLLM).
 	$(BIN)/python -m guanaco_dagster.stages.vllm_architectures --write
+	# Debian's Chromium, for the Dagster UI test (tests/e2e/test_dagster_ui.py; it skips without a browser).
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; }; } || \
+		echo "chromium not installed (needs root and apt-get): the Dagster UI test will be skipped"
 	touch $@
 
 demo: install
@@ -39,3 +43,16 @@ bench: install
 
 clean:
 	rm -rf .guanaco .pytest_cache
+
+# On demand, never part of `make test` (docs/kubernetes.md, "Run for real on one machine"): need root, Docker
+# (apt-get install docker.io debootstrap) and, for the cluster, Kubernetes built once from Debian's source.
+.PHONY: images test-containers test-cluster
+
+images:
+	deploy/local/images.sh
+
+test-containers: install images
+	GUANACO_TEST_CONTAINERS=1 deploy/local/with-dockerd.sh $(BIN)/pytest tests/containers -p no:cacheprovider $(PYTEST_ARGS)
+
+test-cluster: install images
+	deploy/local/cluster.sh test $(BIN)/pytest tests/cluster -p no:cacheprovider $(PYTEST_ARGS)

@@ -5,9 +5,11 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.latency_report import latency_report
 from assets.live_deployment import live_deployment
 from assets.partitions import submissions_partitions
+from guanaco_dagster.feedback.category_config import FeedbackCategoryConfig
 from guanaco_dagster.feedback.feedback_report import build_feedback_report, save_feedback_report
 from guanaco_dagster.feedback.text_hygiene import markdown_text
 from resources import PrivacyResource, StoreResource
+from resources.feedback_categories import FeedbackCategoryResource
 
 
 @asset(
@@ -17,18 +19,28 @@ from resources import PrivacyResource, StoreResource
     kinds={"python"},
 )
 def feedback_summary(
-    context: AssetExecutionContext, store: StoreResource, privacy: PrivacyResource
+    context: AssetExecutionContext,
+    store: StoreResource,
+    privacy: PrivacyResource,
+    feedback_categories: FeedbackCategoryResource,
 ) -> MaterializeResult:
     """Summarise all the submission's feedback (counts, Wilson interval, categories, samples); store it."""
-    return MaterializeResult(metadata=summarise_submission(store, privacy, context.partition_key))
+    return MaterializeResult(
+        metadata=summarise_submission(store, privacy, feedback_categories, context.partition_key)
+    )
 
 
 def summarise_submission(
-    store: StoreResource, privacy: PrivacyResource, submission_id: str
+    store: StoreResource,
+    privacy: PrivacyResource,
+    feedback_categories: FeedbackCategoryConfig,
+    submission_id: str,
 ) -> dict[str, MetadataValue]:
     """Build and store one submission's feedback report; the metadata the Dagster UI shows for it."""
     with store.store.session() as session:
-        report = build_feedback_report(session, submission_id, privacy.key())
+        report = build_feedback_report(
+            session, submission_id, privacy.key(), feedback_categories.feedback_category_method
+        )
         save_feedback_report(session, submission_id, report)
     summary = report["summary"]
     samples = report["sample_conversations"]

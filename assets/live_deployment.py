@@ -46,6 +46,19 @@ def live_deployment(
             "artifact_uri": spec.artifact_uri,
             "served_model_name": spec.served_model_name,
             "max_model_len": MetadataValue.int(spec.max_model_len),
+            **_server_footprint(deployment.details),
             "details": MetadataValue.json(deployment.details),
         }
     )
+
+
+def _server_footprint(details: dict) -> dict[str, MetadataValue]:
+    """What a local server holds once healthy: its process tree's PSS and RSS (RSS counts shared libraries
+    in full), and the tokens its KV cache was sized for; {} for deployers that do not say."""
+    memory = details.get("memory") or {}
+    footprint = {
+        f"server_{key}": MetadataValue.float(memory[key]) for key in ("pss_mib", "rss_mib") if key in memory
+    }
+    if details.get("kv_cache_tokens"):
+        footprint["kv_cache_tokens"] = MetadataValue.int(details["kv_cache_tokens"])
+    return footprint

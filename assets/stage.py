@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dagster import AssetExecutionContext, Failure, MetadataValue, RetryRequested
+from dagster import AssetExecutionContext, AssetObservation, Failure, MetadataValue, RetryRequested
 
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import SubmissionEvent
@@ -73,6 +73,7 @@ def submission_stage(
         metadata = {"submission": submission_id, "reason": MetadataValue.text(reason)}
         if getattr(error, "log_tail", ""):
             metadata["server_log"] = MetadataValue.md(f"```\n{error.log_tail}\n```")
+        _show_failure_on_partition(context, reason, metadata)
         raise Failure(description=reason, metadata=metadata, allow_retries=False) from error
     except BaseException:
         # The run was interrupted (the platform stopping): the model is not to blame, so nothing fails;
@@ -85,6 +86,26 @@ def submission_stage(
         raise
     with store.session() as session:
         finish_stage(session, submission_id, stage, succeeded=True)
+
+
+def _show_failure_on_partition(
+    context: AssetExecutionContext, reason: str, metadata: dict[str, object]
+) -> None:
+    """Record the reason on the asset's partition, where the Dagster UI shows it, not only in the run's logs.
+
+    Dagster 1.13's own "failed to materialize" events are not stored by the open-source event log (its
+    `can_store_asset_failure_events` is false), so an observation carries the reason: the partition's page
+    lists it under "View all historical events" and the asset's Events tab shows it with its description.
+    `log_event` writes it at once, so it is kept although the step fails right after.
+    """
+    context.log_event(
+        AssetObservation(
+            asset_key=context.asset_key,
+            partition=context.partition_key,
+            description=f"Failed: {reason}",
+            metadata=metadata,
+        )
+    )
 
 
 def _log_retry(store: Store, submission_id: str, stage: Status, message: str) -> None:

@@ -327,7 +327,81 @@ def run_all(payload: dict[str, Any]) -> str:
     return table(["benchmark (`make bench`)", "wall s", "result"], rows) + "\n\n" + provenance(payload)
 
 
+def arena(payload: dict[str, Any]) -> str:
+    r = payload["results"]
+    precision = r["precision"]
+    rows = [
+        [
+            f"votes until every interval is within ±{p['target_half_width_elo']:.0f} Elo "
+            f"({name.replace('_', ' ')})",
+            p["median_votes"]["active"],
+            p["median_votes"]["uniform"],
+            times(p["active_over_uniform"]),
+        ]
+        for name, p in precision.items()
+    ]
+    coverage = r["coverage"]
+    spearman = [
+        [
+            votes,
+            num(s["honest"]["spearman"], 3),
+            num(s["with_bad"]["spearman"], 3),
+            num(s["filtered"]["spearman"], 3),
+        ]
+        for votes, s in r["spearman"].items()
+    ]
+    anomaly = r["anomaly"]["by_threshold"]
+    anomaly_rows = [
+        [threshold, num(a["true_positive_rate"], 2), num(a["true_negative_rate"], 2)]
+        for threshold, a in anomaly.items()
+    ]
+    return "\n\n".join(
+        [
+            table(["pairing (median of runs)", "active", "uniform", "active ÷ uniform"], rows),
+            f"95 % interval coverage over {coverage['leaderboards']} simulated leaderboards: Bradley–Terry "
+            f"(sandwich, clustered by user) **{coverage['bt_sandwich']:.3f}** (`bt_interval_coverage`), "
+            f"thumbs-up Wilson **{coverage['thumbs_wilson']:.3f}**.",
+            table(["votes", "Spearman ρ, honest users", "with bad voters", "bad voters filtered"], spearman),
+            table(
+                ["anomaly threshold", "bad voters flagged (TP rate)", "honest kept (TN rate)"], anomaly_rows
+            ),
+            provenance(payload),
+        ]
+    )
+
+
+def feedback_categories(payload: dict[str, Any]) -> str:
+    r = payload["results"]
+    settings = payload["settings"]
+    methods = ("rules", "embeddings", "both")
+    rows = [
+        [
+            f"**{method}**" if method == r["best_method"] else method,
+            num(r[f"macro_f1_{method}"], 3),
+            num(r["seconds_per_text"][method]["median"] * 1000, 1),
+        ]
+        for method in methods
+    ]
+    categories = list(r["f1_per_category"]["rules"])
+    per_category = [
+        [category, *(num(r["f1_per_category"][method][category], 2) for method in methods)]
+        for category in categories
+    ]
+    return "\n\n".join(
+        [
+            f"{settings['held_out_texts']} held-out texts of {settings['labelled_texts']} hand-labelled "
+            f"(`guanaco_dagster/feedback/data/labelled_feedback.jsonl`); the classifier trains on the other "
+            f"{settings['training_texts']}. The summary uses the best method (bold).",
+            table(["method", "macro-F1", "ms per text (median)"], rows),
+            table(["category F1", *methods], per_category),
+            provenance(payload),
+        ]
+    )
+
+
 RENDERERS: dict[str, Renderer] = {
+    "feedback_categories": feedback_categories,
+    "arena": arena,
     "time_to_feedback": time_to_feedback,
     "weight_loading": weight_loading,
     "serving": serving,

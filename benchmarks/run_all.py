@@ -20,6 +20,8 @@ from benchmarks.common import console, machine_info, machine_line, print_table, 
 BENCHMARKS = (
     "cli_startup",
     "weight_scan",
+    "arena",
+    "feedback_categories",
     "weight_loading",
     "serving",
     "time_to_feedback",

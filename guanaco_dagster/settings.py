@@ -1,7 +1,8 @@
 """Platform configuration: environment variables with a `GUANACO_` prefix (pydantic-settings).
 
 Each group of fields is declared once, beside the code that reads it (`HubConfig`, `IntakeLimits`,
-`S3Config`, `StressConfig`, `Slo`, `LocalServerConfig`); `Settings` inherits them all so every process
+`S3Config`, `StressConfig`, `Slo`, `LocalServerConfig`, `ArenaConfig`, `FeedbackCategoryConfig`);
+`Settings` inherits them all so every process
 (service, CLI, `guanaco up`, the code location) reads the same variables, and the Dagster resources inherit
 the same groups (resources/), so the Dagster UI shows them.
 """
@@ -15,15 +16,27 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guanaco_dagster.arena.config import ArenaConfig
 from guanaco_dagster.config import secret_field
 from guanaco_dagster.deployment.local_config import LocalServerConfig
+from guanaco_dagster.feedback.category_config import FeedbackCategoryConfig
 from guanaco_dagster.stages.hub_download import HubConfig
 from guanaco_dagster.stages.s3_client import S3Config
 from guanaco_dagster.stages.stress import Slo, StressConfig
 from guanaco_dagster.stages.weight_checks import IntakeLimits
 
 
-class Settings(HubConfig, S3Config, IntakeLimits, StressConfig, Slo, LocalServerConfig, BaseSettings):
+class Settings(
+    HubConfig,
+    S3Config,
+    IntakeLimits,
+    StressConfig,
+    Slo,
+    LocalServerConfig,
+    ArenaConfig,
+    FeedbackCategoryConfig,
+    BaseSettings,
+):
     """Everything an operator can configure; defaults run the embedded platform on one machine."""
 
     model_config = SettingsConfigDict(env_prefix="GUANACO_", extra="ignore")
@@ -38,6 +51,9 @@ class Settings(HubConfig, S3Config, IntakeLimits, StressConfig, Slo, LocalServer
     # Inference servers and how Dagster runs steps (see docs/kubernetes.md).
     deployer: Literal["local", "kubernetes"] = "local"
     executor: Literal["in_process", "k8s"] = "in_process"
+    # The Dagster webserver's GraphQL endpoint: the service launches a submission's run and a feedback
+    # summary through it at once, not a sensor tick later (the sensors stay the safety net). Unset: sensors.
+    dagster_graphql_url: str | None = None
 
     # Beta routing: how much feedback a model should collect before it stops being favoured.
     feedback_target: int = 100
@@ -49,6 +65,8 @@ class Settings(HubConfig, S3Config, IntakeLimits, StressConfig, Slo, LocalServer
     service_port: int = 8080
     # The app's bot-response service authenticates beta routes with this token; unset = beta routes off.
     beta_service_token: SecretStr | None = None
+    # The beta web page (/beta/app) for testers holding an operator's invite (`guanaco admin invite`).
+    beta_page_enabled: bool = False
     max_request_bytes: int = 1024 * 1024
     # `json`: one JSON line per request (method, route, status, duration, request id) on stderr.
     log_format: Literal["text", "json"] = "text"

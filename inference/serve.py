@@ -1,13 +1,17 @@
 """Serve a Guanaco artifact: download its config and tokenizer, then run vLLM's OpenAI server.
 
     python -m inference.serve --artifact-uri s3://bucket/models/<sha>/ --host 127.0.0.1 --port 8000 \\
-        --served-model-name my-model [--dtype float32] [--kv-cache-gib 1] [--max-model-len 2048] \\
-        [--watch-pid PID]
+        --served-model-name my-model [--dtype float32] [--kv-cache-gib 1 | --kv-cache-tokens 16384] \\
+        [--max-model-len 2048] [--uni-executor] [--watch-pid PID]
 
 The weights stream from S3 straight into vLLM through tensorizer. S3 endpoint and credentials come from
 AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_DEFAULT_REGION. vLLM runs as a
 child in its own process group; this process forwards SIGTERM/SIGINT to that group, stops it when the
 watched pid disappears, and removes its temporary folder on the way out. Health: vLLM's `/health`.
+
+`--kv-cache-tokens` sizes the KV cache from the model's own config (layers × KV heads × head size × dtype)
+instead of a flat `--kv-cache-gib`; `--uni-executor` runs the model inside vLLM's engine process (no
+separate worker process: one process start and one torch import fewer).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import ctypes
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -48,8 +53,14 @@ def build_vllm_command(
     python: str = sys.executable,
     extra_args: Sequence[str] = (),
     enforce_eager: bool = True,
+    kv_cache_bytes: int | None = None,
+    uni_executor: bool = False,
 ) -> list[str]:
-    """The argv that runs vLLM's OpenAI server on a local config folder with tensorizer weights."""
+    """The argv that runs vLLM's OpenAI server on a local config folder with tensorizer weights.
+
+    `kv_cache_bytes`: an exact KV cache size (else the environment's `VLLM_CPU_KVCACHE_SPACE` bounds it on
+    CPU, and GPUs keep vLLM's own sizing); `uni_executor`: no worker process (see `build_vllm_env`).
+    """
     return [
         python,
         "-m",
@@ -72,24 +83,88 @@ def build_vllm_command(
         str(max_model_len),
         # torch.compile adds 35-80 s to start-up on CPU and buys no speed there; GPUs want CUDA graphs.
         *(["--enforce-eager"] if enforce_eager else []),
+        *(["--kv-cache-memory-bytes", str(kv_cache_bytes)] if kv_cache_bytes is not None else []),
+        *(["--distributed-executor-backend", "uni"] if uni_executor else []),
         *extra_args,
     ]
 
 
+def omp_binding_env(cores: str) -> dict[str, str]:
+    """OpenMP settings that bind the model's threads to `cores` (a `VLLM_CPU_OMP_THREADS_BIND` list such
+    as "0,1" or "2-3"), as vLLM's multiprocessing executor sets them for its worker process; the `uni`
+    executor never reads that variable. {} for vLLM's "auto"/"nobind" or a multi-rank list."""
+    if not cores or cores in ("auto", "nobind") or "|" in cores:
+        return {}
+    ids: list[str] = []
+    for part in cores.split(","):
+        first, _, last = part.partition("-")
+        ids += [str(core) for core in range(int(first), int(last or first) + 1)]
+    return {
+        "OMP_NUM_THREADS": str(len(ids)),
+        "OMP_PLACES": "{" + ",".join(ids) + "}",
+        "OMP_PROC_BIND": "true",
+    }
+
+
 def build_vllm_env(
-    base_env: Mapping[str, str], kv_cache_gib: int, tmp_dir: Path | None = None
+    base_env: Mapping[str, str],
+    kv_cache_gib: int | None,
+    tmp_dir: Path | None = None,
+    uni_executor: bool = False,
 ) -> dict[str, str]:
-    """vLLM's environment: a bounded CPU KV cache (else it takes ~92% of RAM) and nothing phoning home."""
+    """vLLM's environment: a bounded CPU KV cache (else it takes ~92% of RAM) and nothing phoning home.
+
+    `kv_cache_gib` None: the command line sizes the cache (`--kv-cache-memory-bytes`), and the variable,
+    which vLLM's CPU platform would let override it, is removed. `uni_executor`: vLLM's CPU platform turns
+    the `uni` executor back into `mp` unless `VLLM_ENABLE_V1_MULTIPROCESSING=0`; the API server still runs
+    its engine in a process of its own, which then hosts the model itself.
+    """
     env = dict(base_env)
     if tmp_dir is not None:
         # vLLM leaves its torch.distributed rendezvous files (vllm_dist_*) in the temp folder.
         env["TMPDIR"] = str(tmp_dir)
-    env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+    if kv_cache_gib is None:
+        env.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    else:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+    if uni_executor:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        env.update(omp_binding_env(env.get("VLLM_CPU_OMP_THREADS_BIND", "")))
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("DO_NOT_TRACK", "1")
     # Config and tokenizer are local: never let transformers reach for the Hub.
     env["HF_HUB_OFFLINE"] = "1"
     return env
+
+
+# Bytes per element of the dtypes a KV cache is kept in (vLLM keeps it in the model's dtype by default).
+_DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
+# vLLM's CPU backend allocates the cache in blocks of this many tokens.
+KV_BLOCK_TOKENS = 128
+
+
+def kv_cache_bytes(config: Mapping[str, object], tokens: int, dtype: str) -> int | None:
+    """Bytes of a KV cache holding `tokens` tokens of the model `config` (config.json) describes.
+
+    Keys and values of every layer: 2 × layers × KV heads × head size × bytes per element, for `tokens`
+    rounded up to whole blocks. None when the config does not say (an unusual architecture): the caller
+    then falls back to a fixed size.
+    """
+    text_config = config.get("text_config")
+    text = text_config if isinstance(text_config, Mapping) else config
+    layers, heads = text.get("num_hidden_layers"), text.get("num_attention_heads")
+    hidden = text.get("hidden_size")
+    if not all(isinstance(value, int) and value > 0 for value in (layers, heads)):
+        return None
+    kv_heads = text.get("num_key_value_heads") or heads
+    head_dim = text.get("head_dim") or (hidden // heads if isinstance(hidden, int) else None)
+    if dtype == "auto":
+        dtype = str(text.get("dtype") or text.get("torch_dtype") or config.get("torch_dtype") or "float16")
+    element = _DTYPE_BYTES.get(dtype)
+    if not (isinstance(kv_heads, int) and isinstance(head_dim, int) and head_dim > 0 and element):
+        return None
+    blocks = math.ceil(tokens / KV_BLOCK_TOKENS)
+    return blocks * KV_BLOCK_TOKENS * 2 * layers * kv_heads * head_dim * element
 
 
 def make_s3_client_from_env():  # noqa: ANN201 - boto3 clients have no public type
@@ -199,6 +274,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--served-model-name", required=True)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--kv-cache-gib", type=int, default=1, help="CPU KV cache size (GiB)")
+    parser.add_argument(
+        "--kv-cache-tokens",
+        type=int,
+        default=None,
+        help="size the KV cache for this many tokens of the model (overrides --kv-cache-gib)",
+    )
+    parser.add_argument(
+        "--uni-executor",
+        action="store_true",
+        help="run the model in vLLM's engine process: no separate worker process",
+    )
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--watch-pid", type=int, default=None, help="exit when this process is gone")
     parser.add_argument("--work-dir", type=Path, default=None, help="parent of the temporary config folder")
@@ -241,6 +327,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if watch is not None and not watch.alive():
             logger.info("watched pid %d exited during the download; not starting vLLM", watch.pid)
             return 0
+        cache_bytes = None
+        if args.kv_cache_tokens is not None:
+            cache_bytes = kv_cache_bytes(
+                json.loads((model_dir / "config.json").read_text()), args.kv_cache_tokens, args.dtype
+            )
+            size = f"{cache_bytes / 2**20:.1f} MiB" if cache_bytes else f"{args.kv_cache_gib} GiB (unclear)"
+            logger.info("KV cache for %d tokens: %s", args.kv_cache_tokens, size)
         command = build_vllm_command(
             model_dir,
             weights_uri(artifact_uri),
@@ -251,8 +344,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_model_len=args.max_model_len,
             extra_args=args.vllm_args,
             enforce_eager=args.eager,
+            kv_cache_bytes=cache_bytes,
+            uni_executor=args.uni_executor,
         )
-        return supervise(command, build_vllm_env(os.environ, args.kv_cache_gib, vllm_tmp_dir), watch)
+        env = build_vllm_env(
+            os.environ, None if cache_bytes else args.kv_cache_gib, vllm_tmp_dir, args.uni_executor
+        )
+        if "OMP_PLACES" in env and args.uni_executor:
+            # What vLLM logs for its worker process; with `uni` the engine process runs the model.
+            cores = env["OMP_PLACES"].strip("{}").replace(",", ", ")
+            logger.info("model threads bound by OpenMP: core ids=[%s]", cores)
+        return supervise(command, env, watch)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 

@@ -5,7 +5,6 @@ hands it the settings' values for exactly those fields, and secrets travel as `E
 """
 
 from dagster import Definitions
-from dagster_aws.s3 import S3Resource
 
 from guanaco_dagster.beta.health import HealthSettings
 from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
@@ -13,18 +12,19 @@ from guanaco_dagster.settings import Settings
 from guanaco_dagster.submissions.reconciler import ReconcilerSettings
 from resources.config import configured, settings_value
 from resources.deployer import DeployerResource, KubernetesDeployerConfig
+from resources.feedback_categories import FeedbackCategoryResource
 from resources.health import HealthResource
 from resources.hub import HubResource
 from resources.pipeline_config import PipelineConfigResource
 from resources.privacy import PrivacyResource
 from resources.reconciler import ReconcilerResource
-from resources.s3_cache import S3CacheResource
+from resources.s3_cache import S3CacheResource, S3ClientResource
 from resources.store import StoreResource
 
 
-def s3_resource(settings: Settings) -> S3Resource:
-    """dagster-aws's S3 resource for the cache (its botocore retries are the S3 retries)."""
-    return S3Resource(
+def s3_resource(settings: Settings) -> S3ClientResource:
+    """The S3 client resource for the cache (its botocore retries are the S3 retries)."""
+    return S3ClientResource(
         endpoint_url=settings.s3_endpoint,
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=settings_value(settings, "s3_secret_access_key"),
@@ -51,6 +51,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             kubernetes=kubernetes,
         ),
         "pipeline": configured(PipelineConfigResource, settings, work_dir=str(settings.work_dir)),
+        "feedback_categories": configured(FeedbackCategoryResource, settings),
         "privacy": PrivacyResource(
             home=str(settings.home), pseudonym_key=settings_value(settings, "pseudonym_key")
         ),
@@ -72,6 +73,7 @@ __all__ = [
     "PrivacyResource",
     "ReconcilerResource",
     "S3CacheResource",
+    "S3ClientResource",
     "StoreResource",
     "build_resources",
     "resource_definitions",

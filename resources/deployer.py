@@ -8,14 +8,16 @@ from guanaco_dagster.deployment.base import Deployer
 from guanaco_dagster.deployment.kubernetes_config import KubernetesConfig
 from guanaco_dagster.deployment.local_config import LocalServerConfig
 from guanaco_dagster.stages.s3_client import S3Config
+from guanaco_dagster.stages.stress import StressConfig
 
 
 class KubernetesDeployerConfig(Config, KubernetesConfig):
     """`GUANACO_K8S_*`, validated as the deployer reads it."""
 
 
-class DeployerResource(ConfigurableResource, LocalServerConfig, S3Config):
-    """Chooses and configures the `Deployer` implementation; servers reach the S3 cache with its keys."""
+class DeployerResource(ConfigurableResource, LocalServerConfig, S3Config, StressConfig):
+    """Chooses and configures the `Deployer` implementation; servers reach the S3 cache with its keys and
+    keep KV cache for the stress test's concurrency."""
 
     kind: Literal["local", "kubernetes"] = "local"
     state_dir: str
@@ -36,6 +38,7 @@ class DeployerResource(ConfigurableResource, LocalServerConfig, S3Config):
             s3_region=self.s3_region,
             dtype=self.vllm_dtype,
             kv_cache_gib=self.vllm_kv_cache_gib,
+            kv_cache_sequences=self.stress_concurrency,
             max_model_len=self.vllm_max_model_len,
             startup_timeout_s=self.server_startup_timeout_s,
             platform_pid=self.platform_pid,

@@ -8,6 +8,7 @@ from sensors.jobs import feedback_summary_job, submission_pipeline_job, summaris
 from sensors.lifecycle import lifecycle_job, lifecycle_sensor
 from sensors.reconciler_sensor import reconciler_sensor
 from sensors.self_heal_sensor import self_heal_sensor
+from sensors.stress_test_sensor import stress_test_sensor
 from sensors.submission_sensor import submission_sensor
 
 ALL_SENSORS = [
@@ -17,6 +18,7 @@ ALL_SENSORS = [
     lifecycle_sensor,
     reconciler_sensor,
     self_heal_sensor,
+    stress_test_sensor,
 ]
 ALL_JOBS = [submission_pipeline_job, feedback_summary_job, summarise_feedback_batch, lifecycle_job]
 

@@ -4,6 +4,10 @@ Under steady feedback a run per (submission, count) would grow the run queue wit
 on Kubernetes). Instead, while a batch is queued or running nothing more is requested; the next tick after
 it ends takes the next `FEEDBACK_BATCH_MAX` stale summaries, longest-waiting first, so every summary
 converges to its submission's final count.
+
+The service launches a batch itself when feedback arrives and nothing is in flight or waiting
+(guanaco_dagster/service/run_launches.py); its runs count as in flight here too. They carry no run key of
+this sensor, so they never take a `feedback-batch-N` key from the cursor's sequence.
 """
 
 from dagster import (
@@ -19,17 +23,14 @@ from dagster import (
 )
 
 from guanaco_dagster.feedback.feedback_report import stale_summaries_oldest_first
+from guanaco_dagster.service.dagster_runs import IN_FLIGHT_STATUSES, feedback_batch_tags
 from resources import StoreResource
 from sensors.jobs import FeedbackBatchConfig, summarise_feedback_batch
 
 # Summaries per run: each is a few queries, so a batch takes seconds, not minutes.
 FEEDBACK_BATCH_MAX = 50
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
+# The service counts the same runs as in flight before it launches a batch of its own.
+IN_FLIGHT = [DagsterRunStatus(status) for status in IN_FLIGHT_STATUSES]
 
 
 def batch_run_request(submission_ids: list[str], batch_number: int) -> RunRequest:
@@ -37,11 +38,7 @@ def batch_run_request(submission_ids: list[str], batch_number: int) -> RunReques
     return RunRequest(
         run_key=f"feedback-batch-{batch_number}",
         run_config=RunConfig(ops={"summarise_feedback": FeedbackBatchConfig(submission_ids=submission_ids)}),
-        tags={
-            "guanaco/feedback-batch-size": str(len(submission_ids)),
-            # A batch of one is findable by its submission in the Dagster UI, like the pipeline's runs.
-            **({"guanaco/submission": submission_ids[0]} if len(submission_ids) == 1 else {}),
-        },
+        tags=feedback_batch_tags(submission_ids),
     )
 
 

@@ -1,9 +1,11 @@
-"""Beta conversations: start one on a routed model, chat through the model's endpoint, leave feedback."""
+"""Beta conversations: start one on a routed model, chat through the model's endpoint, regenerate a reply,
+leave feedback. Battles (`guanaco_dagster.arena.battles`) run two of these side by side."""
 
 from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -148,29 +150,72 @@ def generate_reply(
     return BotReply("", model_input, storable_text(completion.text).strip(), completion.latency_s)
 
 
-def send_message(store: Store, conversation_id: str, text: str, *, feedback_target: int = 100) -> BotReply:
+@dataclass
+class _Exchange:
+    """What the next bot turn of a conversation is generated from, read in one short transaction."""
+
+    submission_id: str
+    memory: str
+    prompt: str
+    bot_name: str
+    user_name: str
+    history: list[ChatTurn]
+
+    def reply_from(self, store: Store) -> BotReply:
+        return _reply_from(
+            store,
+            self.submission_id,
+            memory=self.memory,
+            prompt=self.prompt,
+            bot_name=self.bot_name,
+            user_name=self.user_name,
+            history=self.history,
+        )
+
+
+def _live_messages(conversation: Conversation) -> list[Message]:
+    """The messages the model sees: neither deleted by the user nor replaced by a regenerated reply."""
+    return [m for m in conversation.messages if not m.deleted and not m.regenerated]
+
+
+def _exchange(conversation: Conversation, messages: list[Message]) -> _Exchange:
+    return _Exchange(
+        submission_id=conversation.submission_id,
+        memory=conversation.memory,
+        prompt=conversation.prompt,
+        bot_name=conversation.bot_name,
+        user_name=conversation.user_name,
+        history=[ChatTurn(sender=m.sender, message=m.content) for m in messages],
+    )
+
+
+def send_message(
+    store: Store,
+    conversation_id: str,
+    text: str,
+    *,
+    feedback_target: int = 100,
+    exclude: Collection[str] = (),
+) -> BotReply:
     """Send the user's message to the conversation's model and store both sides of the exchange.
 
     The user's message is stored first, so nothing they wrote is lost. If the model fails the first call of
-    the conversation, the conversation moves to another deployed model (the failed one leaves routing at
-    once); a failure later on raises ConversationInterrupted: the app should start a new conversation.
+    the conversation, the conversation moves to another deployed model (never one of `exclude`; the failed
+    one leaves routing at once); a failure later on raises ConversationInterrupted: the app should start a
+    new conversation.
     """
     text = storable_text(text)
     with store.session() as session:
         conversation = _conversation(session, conversation_id)
-        history = [
-            ChatTurn(sender=m.sender, message=m.content) for m in conversation.messages if not m.deleted
-        ]
-        first_call = not any(turn.sender == "bot" for turn in history)
-        names = {"bot_name": conversation.bot_name, "user_name": conversation.user_name}
-        memory, prompt, submission_id = conversation.memory, conversation.prompt, conversation.submission_id
+        exchange = _exchange(conversation, _live_messages(conversation))
         session.add(Message(conversation_id=conversation_id, sender="user", content=text))
-    history.append(ChatTurn(sender="user", message=text))
+    first_call = not any(turn.sender == "bot" for turn in exchange.history)
+    exchange.history.append(ChatTurn(sender="user", message=text))
     tried: list[str] = []
     while True:
         try:
             # The model call happens outside any transaction: a slow model must not hold database locks.
-            reply = _reply_from(store, submission_id, memory=memory, prompt=prompt, history=history, **names)
+            reply = exchange.reply_from(store)
             break
         except (ModelUnavailable, ConversationError) as error:
             if isinstance(error, ModelUnavailable) and not error.server_failed:
@@ -180,15 +225,51 @@ def send_message(store: Store, conversation_id: str, text: str, *, feedback_targ
                     f"this conversation's model stopped answering ({error}); start a new conversation "
                     "(POST /beta/conversations): the user's message was saved"
                 ) from error
-            tried.append(submission_id)
+            tried.append(exchange.submission_id)
             if len(tried) > MAX_FAILOVERS:
                 raise NoModelAvailable(
                     f"{len(tried)} models failed to answer ({error}); try again shortly: "
                     "the user's message was saved"
                 ) from error
-            submission_id = _move_conversation(store, conversation_id, tried, feedback_target, error)
+            exchange.submission_id = _move_conversation(
+                store, conversation_id, [*tried, *exclude], feedback_target, error
+            )
             FAILOVERS.labels(submission_id=tried[-1]).inc()
     with store.session() as session:
+        session.add(
+            Message(
+                conversation_id=conversation_id, sender="bot", content=reply.text, latency_s=reply.latency_s
+            )
+        )
+    return BotReply(conversation_id, reply.model_input, reply.text, reply.latency_s)
+
+
+def regenerate_reply(store: Store, conversation_id: str) -> BotReply:
+    """A new reply to the user's last message from the same model; the old reply is kept, marked
+    `regenerated` (an implicit signal that the user disliked it) and no longer shown to the model."""
+    with store.session() as session:
+        conversation = _conversation(session, conversation_id)
+        messages = _live_messages(conversation)
+        if not messages or messages[-1].sender != "bot":
+            raise ConversationError(
+                f"conversation '{conversation_id}' has no reply to regenerate: "
+                "its last message is not the bot's"
+            )
+        replaced_id = messages[-1].id
+        exchange = _exchange(conversation, messages[:-1])
+    try:
+        reply = exchange.reply_from(store)
+    except (ModelUnavailable, ConversationError) as error:
+        if isinstance(error, ModelUnavailable) and not error.server_failed:
+            raise
+        raise ConversationInterrupted(
+            f"this conversation's model stopped answering ({error}); start a new conversation "
+            "(POST /beta/conversations): the previous reply was kept"
+        ) from error
+    with store.session() as session:
+        replaced = session.get(Message, replaced_id)
+        if replaced is not None:
+            replaced.regenerated = True
         session.add(
             Message(
                 conversation_id=conversation_id, sender="bot", content=reply.text, latency_s=reply.latency_s

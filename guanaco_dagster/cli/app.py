@@ -63,3 +63,7 @@ if PLATFORM_INSTALLED:
     app.command()(operator.serve)
     app.command()(operator.up)
     admin_app.command("create-key")(operator.create_key)
+    admin_app.command()(operator.invite)
+    admin_app.command("invites")(operator.list_invites)
+    admin_app.command("revoke-invite")(operator.revoke_invite)
+    admin_app.command("flagged-voters")(operator.flagged_voters)

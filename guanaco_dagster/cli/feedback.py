@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
 SAMPLE_CONVERSATIONS = 3
 RATE_COLUMN = "ratio (95% interval)"
-PROVISIONAL_NOTE = "* provisional: too little feedback yet to be ranked among rated models"
+ELO_COLUMN = "Elo (95% interval)"
+PROVISIONAL_NOTE = (
+    "* provisional: too little feedback yet to be ranked among rated models; "
+    "† battle rating from too few battles yet"
+)
 
 
 def _thumb(thumbs_up: bool) -> str:
@@ -84,7 +88,8 @@ def _number(value: float | None, pattern: str = "{:.2f}") -> str:
 def leaderboard(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON keyed by submission id.")] = False,
 ) -> None:
-    """Every model that reached users, ranked on feedback, engagement, repetition and latency (public)."""
+    """Every model that reached users, ranked on feedback, engagement, repetition and latency, with its
+    battle rating (public)."""
     from guanaco_dagster.cli.frames import leaderboard_frame
 
     # The leaderboard is public: no key needed.
@@ -102,8 +107,8 @@ def leaderboard(
     table = Table(title="Leaderboard", caption=PROVISIONAL_NOTE)
     for column in ("rank", "submission id", "model", "developer", "status", "👍 / 👎", RATE_COLUMN):
         table.add_column(column, no_wrap=column in ("submission id", RATE_COLUMN))
-    for column in ("conv. length", "repetition", "p95 latency"):
-        table.add_column(column, justify="right")
+    for column in ("conv. length", "repetition", "p95 latency", ELO_COLUMN, "battles won"):
+        table.add_column(column, justify="right", no_wrap=column == ELO_COLUMN)
     for row in board.itertuples(index=False):
         table.add_row(
             f"{row.overall_rank}{'*' if row.provisional else ''}",
@@ -116,8 +121,18 @@ def leaderboard(
             _number(row.mean_conversation_length, "{:.1f}"),
             _number(row.repetition_score),
             _number(row.latency_p95_s, "{:.2f} s"),
+            _elo(row.elo_rating, row.bt_ci_low, row.bt_ci_high, row.battles_provisional),
+            "–" if _missing(row.num_battles) else f"{int(row.num_wins)} / {int(row.num_battles)}",
         )
     out.print(table)
+
+
+def _elo(elo: float | None, low: float | None, high: float | None, provisional: object) -> str:
+    """ "1034 (980–1090)": the battle rating with its 95% interval; † when it rests on too few battles."""
+    if _missing(elo):
+        return "–"
+    marker = "†" if not _missing(provisional) and bool(provisional) else ""
+    return f"{elo:.0f} ({low:.0f}–{high:.0f}){marker}"
 
 
 def _rate(ratio: float | None, low: float | None, high: float | None) -> str:

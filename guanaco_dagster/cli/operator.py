@@ -1,4 +1,5 @@
-"""Operator commands that run the platform or open the store: `serve`, `up` and `admin create-key`.
+"""Operator commands that run the platform or open the store: `serve`, `up`, `admin create-key` and the
+beta page's invites (`admin invite`, `admin invites`, `admin revoke-invite`) and `admin flagged-voters`.
 
 Their heavy imports (uvicorn, SQLAlchemy, the store, the embedded platform with Dagster) stay inside the
 function bodies, so the developer commands and `guanaco --help` never pay for them.
@@ -12,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from guanaco_dagster.cli.common import fail, stderr, stdout
+from guanaco_dagster.cli.common import fail, print_json, shown, stderr, stdout
 
 
 def serve(
@@ -63,6 +64,11 @@ def up(
             "Create a key with `guanaco admin create-key NAME`, then `guanaco login`. "
             "Ctrl-C stops everything."
         )
+        if settings.beta_page_enabled:
+            console.print(
+                f"beta page: {platform.service_url}/beta/app (invite testers with "
+                f"`guanaco admin invite --name NAME --url {platform.service_url}`)"
+            )
         while True:
             platform.check_health()
             time.sleep(1)
@@ -99,3 +105,124 @@ def create_key(name: Annotated[str, typer.Argument(help="The developer's unique 
         "Use it with `guanaco login`.[/]"
     )
     typer.echo(key)
+
+
+def invite(
+    name: Annotated[str, typer.Option("--name", help="Who the invite is for (only operators see it).")],
+    expires: Annotated[
+        str, typer.Option(help="When it stops working: a duration (90m, 12h, 7d, 2w) or an ISO date (UTC).")
+    ] = "7d",
+    url: Annotated[
+        str | None,
+        typer.Option(help="The service's address as testers reach it (default: GUANACO_SERVICE_HOST:PORT)."),
+    ] = None,
+) -> None:
+    """Invite a tester to the beta web page: prints their link (shown only this once)."""
+    from guanaco_dagster.beta.invites import create_invite, invite_url, parse_expiry
+    from guanaco_dagster.settings import load_settings
+    from guanaco_dagster.store.database import Store
+
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise typer.BadParameter("an invite's name has 1 to 100 characters", param_hint="--name")
+    try:
+        expires_at = parse_expiry(expires)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--expires") from None
+    settings = load_settings()
+    with Store(settings.resolved_database_url).migrate().session() as session:
+        created, token = create_invite(session, name, expires_at)
+        invite_id = created.id
+    link = invite_url(url or f"http://{settings.service_host}:{settings.service_port}", token)
+    warnings = stderr()
+    if not settings.beta_page_enabled:
+        warnings.print(
+            "[yellow]the beta page is off: start the service with GUANACO_BETA_PAGE_ENABLED=true "
+            "or this link shows an error page[/]"
+        )
+    warnings.print(
+        f"[yellow]invite {invite_id} for '{shown(name)}', valid until "
+        f"{expires_at:%Y-%m-%d %H:%M} UTC. Guanaco stores only its hash, so copy the link now; "
+        f"`guanaco admin revoke-invite {invite_id}` stops it.[/]"
+    )
+    typer.echo(link)
+
+
+def list_invites() -> None:
+    """List the beta page's invites: who, until when, consented, revoked."""
+    from rich.table import Table
+
+    from guanaco_dagster.beta.invites import list_invites
+    from guanaco_dagster.settings import load_settings
+    from guanaco_dagster.store.database import Store
+    from guanaco_dagster.store.models import utcnow
+
+    now = utcnow()
+    # A tester chats as `web-<id>` (what operators see in votes and anomaly reports).
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    table.add_column("expires (UTC)", no_wrap=True)
+    table.add_column("consented")
+    table.add_column("state")
+    with Store(load_settings().resolved_database_url).migrate().session() as session:
+        for row in list_invites(session):
+            state = "revoked" if row.revoked_at else "expired" if row.expires_at <= now else "live"
+            table.add_row(
+                row.id,
+                shown(row.name),
+                f"{row.expires_at:%Y-%m-%d %H:%M}",
+                "yes" if row.consented_at else "no",
+                state,
+            )
+    stdout().print(table)
+
+
+def revoke_invite(
+    invite_id: Annotated[str, typer.Argument(help="The invite's id (`guanaco admin invites`).")],
+) -> None:
+    """Stop a beta page invite working at once."""
+    from guanaco_dagster.beta.invites import InviteNotFound, revoke_invite
+    from guanaco_dagster.settings import load_settings
+    from guanaco_dagster.store.database import Store
+
+    try:
+        with Store(load_settings().resolved_database_url).migrate().session() as session:
+            revoked = revoke_invite(session, invite_id)
+            name = revoked.name
+    except InviteNotFound as error:
+        fail(str(error))
+    stdout().print(f"invite {invite_id} for '{shown(name)}' revoked: its link stops working now")
+
+
+def flagged_voters(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: user → score and votes.")] = False,
+) -> None:
+    """Beta users whose battle votes disagree with everyone else's far beyond chance: their votes are left
+    out of the ratings."""
+    from rich.table import Table
+
+    from guanaco_dagster.arena.counted_votes import flagged_voters as find_flagged_voters
+    from guanaco_dagster.settings import load_settings
+    from guanaco_dagster.store.database import Store
+
+    settings = load_settings()
+    with Store(settings.resolved_database_url).migrate().session() as session:
+        flagged = find_flagged_voters(session, settings)
+    if as_json:
+        print_json(
+            {user: {"score": score, "votes_left_out": votes} for user, (score, votes) in flagged.items()}
+        )
+        return
+    if not flagged:
+        stdout().print("no voter is flagged: every counted battle vote is in the ratings")
+        return
+    table = Table(
+        title="Flagged voters", caption="score: disagreement with the consensus, in standard deviations"
+    )
+    table.add_column("user", no_wrap=True)
+    table.add_column("score", justify="right")
+    table.add_column("votes left out", justify="right")
+    for user, (score, votes) in flagged.items():
+        table.add_row(shown(user), f"{score:.1f}", str(votes))
+    stdout().print(table)

@@ -11,7 +11,12 @@ class LocalServerConfig(BaseModel):
     vllm_dtype: str = Field(
         default="float32", description="vLLM --dtype (float32 on CPUs without AVX512-BF16)."
     )
-    vllm_kv_cache_gib: int = Field(default=1, ge=0, description="KV cache of each local server, GiB.")
+    vllm_kv_cache_gib: int | None = Field(
+        default=None,
+        ge=1,
+        description="KV cache of each local server, GiB; unset: sized from the model's config for "
+        "`stress_concurrency` sequences of its served context length (a few MiB for the sample model).",
+    )
     vllm_max_model_len: int = Field(default=2048, gt=0, description="vLLM --max-model-len (context length).")
     server_startup_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a new server may take to answer its health check, seconds."

@@ -5,6 +5,11 @@ A server runs in its own session so it outlives the Dagster run process that dep
 `state_dir/<id>.json` (the log goes to `state_dir/<id>.log`), so any process can find or stop it later.
 Each server decodes on cores of its own (spread round-robin) and sees only an allow-listed environment
 with S3 read credentials (`server_environment`).
+
+Start-up and memory: vLLM runs the model in its engine process (`uni` executor: no worker process), keeps
+its model-class cache under `state_dir/vllm-cache` (a cold cache costs one model inspection in a
+subprocess), and sizes each KV cache for `kv_cache_sequences` sequences of the served context length
+instead of a flat size.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import httpx
 
 from guanaco_dagster.deployment.base import Deployer, Deployment, DeploymentError, DeploymentSpec
 from guanaco_dagster.deployment.cpu_sets import available_cores, choose_cores, omp_threads_bind
+from guanaco_dagster.deployment.process_memory import processes_memory
 from guanaco_dagster.deployment.server_environment import model_server_environment
 from guanaco_dagster.deployment.server_log import failure_reason, strip_ansi
 from guanaco_dagster.ports import free_port
@@ -137,7 +143,7 @@ class LocalProcessDeployer(Deployer):
         s3_secret_key: str,
         s3_region: str = "us-east-1",
         dtype: str = "float32",
-        kv_cache_gib: int = 1,
+        kv_cache_gib: int | None = None,
         max_model_len: int = 2048,
         startup_timeout_s: float = 300.0,
         platform_pid: int | None = None,
@@ -146,11 +152,17 @@ class LocalProcessDeployer(Deployer):
         s3_read_access_key: str | None = None,
         s3_read_secret_key: str | None = None,
         cores_per_server: int | None = 1,
+        kv_cache_sequences: int = 8,
+        uni_executor: bool = True,
+        vllm_cache_dir: Path | None = None,
     ) -> None:
         """`s3_read_*`: read-only S3 credentials for the servers (default: the cache's own keys).
 
         `cores_per_server`: how many cores each server's worker is bound to (None: vLLM's own choice,
-        which puts every server on the same core).
+        which puts every server on the same core). `kv_cache_gib` None sizes each KV cache for
+        `kv_cache_sequences` sequences (the stress test's concurrency) of the served context length.
+        `vllm_cache_dir`: vLLM's cache root (`VLLM_CACHE_ROOT`), default `state_dir/vllm-cache`, unless
+        the environment sets one.
         """
         self.state_dir = Path(state_dir)
         self.s3_endpoint_url = s3_endpoint_url
@@ -168,6 +180,9 @@ class LocalProcessDeployer(Deployer):
         self.s3_read_access_key = s3_read_access_key or s3_access_key
         self.s3_read_secret_key = s3_read_secret_key or s3_secret_key
         self.cores_per_server = cores_per_server
+        self.kv_cache_sequences = kv_cache_sequences
+        self.uni_executor = uni_executor
+        self.vllm_cache_dir = Path(vllm_cache_dir) if vllm_cache_dir else self.state_dir / "vllm-cache"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # Paths and records -------------------------------------------------------------------------------
@@ -258,6 +273,9 @@ class LocalProcessDeployer(Deployer):
                 "started_at",
                 "log_path",
                 "cpu_cores",
+                "max_model_len",
+                "kv_cache_tokens",
+                "kv_cache_gib",
             )
         }
         return Deployment(
@@ -291,11 +309,11 @@ class LocalProcessDeployer(Deployer):
             if state is not None:
                 if self._same_server(state, spec) and self._lasting(state):
                     if self._healthy(state):
-                        return self._deployment(state)
+                        return self._with_memory(self._deployment(state))
                     # Started by an earlier call that did not finish waiting: wait for it now.
-                    return self._wait_until_ready(spec, state)
+                    return self._with_memory(self._wait_until_ready(spec, state))
                 self._stop(state)
-            return self._wait_until_ready(spec, self._start(spec))
+            return self._with_memory(self._wait_until_ready(spec, self._start(spec)))
 
     def launch(self, spec: DeploymentSpec) -> None:
         """Start the server for `spec` without waiting; `deploy` (which waits) or `get` tell when it is up.
@@ -323,7 +341,37 @@ class LocalProcessDeployer(Deployer):
         """The end of the submission's server log (kept after the server died, until it is restarted)."""
         return log_tail(self.log_path(submission_id))
 
+    def memory(self, submission_id: str) -> dict[str, float | int] | None:
+        """RSS and PSS (MiB) of the submission's server process tree now; None when it is not running."""
+        state = self._read_state(submission_id)
+        if state is None or not self._alive(state):
+            return None
+        return processes_memory(process_tree(state["pid"])).to_dict()
+
+    def _with_memory(self, deployment: Deployment) -> Deployment:
+        deployment.details["memory"] = self.memory(deployment.submission_id)
+        return deployment
+
     # Internals -----------------------------------------------------------------------------------------
+
+    def served_max_model_len(self, spec: DeploymentSpec) -> int:
+        """The context length to serve: the model's own limit where it is shorter (vLLM refuses a longer
+        one), else the platform's."""
+        return min(spec.max_model_len or self.max_model_len, self.max_model_len)
+
+    def kv_cache_tokens(self, spec: DeploymentSpec) -> int | None:
+        """Tokens the server's KV cache holds: `kv_cache_sequences` sequences of the served context length;
+        None when a fixed size (`kv_cache_gib`) is configured."""
+        if self.kv_cache_gib is not None:
+            return None
+        return self.served_max_model_len(spec) * self.kv_cache_sequences
+
+    def kv_cache_option(self, spec: DeploymentSpec) -> list[str]:
+        """The server's KV cache option (the server turns tokens into bytes from the model's config)."""
+        tokens = self.kv_cache_tokens(spec)
+        if tokens is None:
+            return ["--kv-cache-gib", str(self.kv_cache_gib)]
+        return ["--kv-cache-tokens", str(tokens)]
 
     def serve_command(self, spec: DeploymentSpec, port: int) -> list[str]:
         """The argv of the model server process for `spec`."""
@@ -341,11 +389,10 @@ class LocalProcessDeployer(Deployer):
             spec.served_model_name,
             "--dtype",
             self.dtype,
-            "--kv-cache-gib",
-            str(self.kv_cache_gib),
+            *self.kv_cache_option(spec),
             "--max-model-len",
-            # The model's own limit where it is shorter (vLLM refuses a longer one), else the platform's.
-            str(min(spec.max_model_len or self.max_model_len, self.max_model_len)),
+            str(self.served_max_model_len(spec)),
+            *(["--uni-executor"] if self.uni_executor else []),
         ]
         work_dir = self.work_path(spec.submission_id)
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -359,6 +406,9 @@ class LocalProcessDeployer(Deployer):
         extra = dict(self.extra_env)
         if cores:
             extra.setdefault("VLLM_CPU_OMP_THREADS_BIND", omp_threads_bind(cores))
+        if "VLLM_CACHE_ROOT" not in os.environ:
+            # Kept under the platform's home: a cold model-info cache costs a subprocess per start.
+            extra.setdefault("VLLM_CACHE_ROOT", str(self.vllm_cache_dir))
         return model_server_environment(
             os.environ,
             self.s3_endpoint_url,
@@ -417,6 +467,9 @@ class LocalProcessDeployer(Deployer):
             "log_path": str(log_path),
             "startup_s": None,
             "cpu_cores": cores,
+            "max_model_len": self.served_max_model_len(spec),
+            "kv_cache_tokens": self.kv_cache_tokens(spec),
+            "kv_cache_gib": self.kv_cache_gib,
             "watch_pid": self.platform_pid,
             "watch_pid_start_ticks": process_start_ticks(self.platform_pid) if self.platform_pid else None,
         }

@@ -186,6 +186,10 @@ class EmbeddedPlatform:
         }
         if self.hf_endpoint:
             self.env["GUANACO_HF_ENDPOINT"] = self.hf_endpoint
+        if self.webserver_url and settings.dagster_graphql_url is None:
+            # The service launches runs through the webserver at once instead of waiting for a sensor tick
+            # (GUANACO_DAGSTER_GRAPHQL_URL set empty leaves every launch to the sensors).
+            self.env["GUANACO_DAGSTER_GRAPHQL_URL"] = f"{self.webserver_url}/graphql"
         configured = settings.beta_service_token
         self.env["GUANACO_BETA_SERVICE_TOKEN"] = load_or_create_beta_token(
             self.beta_token_path,

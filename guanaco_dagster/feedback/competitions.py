@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from guanaco_dagster.arena.config import ArenaConfig
 from guanaco_dagster.feedback.leaderboard import LISTED_STATUSES, build_leaderboard
 from guanaco_dagster.feedback.leaderboard_row import LeaderboardRow
 from guanaco_dagster.store.models import Submission, utcnow
@@ -65,7 +66,7 @@ def month_windows(first: datetime, now: datetime) -> list[tuple[datetime, dateti
 
 
 def list_competitions(
-    session: Session, min_feedback: int, now: datetime | None = None
+    session: Session, min_feedback: int, now: datetime | None = None, arena: ArenaConfig = ArenaConfig()
 ) -> list[CompetitionWindow]:
     """Every monthly competition, oldest first, each with its leaderboard; the current month is last."""
     now = now or utcnow()
@@ -74,6 +75,8 @@ def list_competitions(
     )
     competitions = []
     for start, end in month_windows(first or now, now):
-        board = build_leaderboard(session, min_feedback, submitted_after=start, submitted_before=end)
+        board = build_leaderboard(
+            session, min_feedback, submitted_after=start, submitted_before=end, arena=arena
+        )
         competitions.append(CompetitionWindow(f"guanaco-{start:%Y-%m}", start, end, board))
     return competitions

@@ -1,6 +1,7 @@
 """Statistics over the feedback app users leave on a model: thumbs, intervals, categories, repetition.
 
-Text is put in categories by the keyword rules in `feedback_rules`; this module only counts them.
+Text is put in categories by `categories.categorise` (keyword rules, embeddings or both); this module only
+counts them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 
+from guanaco_dagster.feedback.categories import DEFAULT_CATEGORY_METHOD, CategoryMethod, categorise
 from guanaco_dagster.feedback.feedback_rules import FEEDBACK_CATEGORIES, categorise_feedback
 
 # The categories a summary counts are part of this module's answer, so their names are importable here too.
@@ -159,8 +161,10 @@ def _bot_replies(messages: Sequence[tuple[str, str]]) -> list[str]:
     return [content for sender, content in messages if sender == "bot"]
 
 
-def summarise_feedback(items: Sequence[FeedbackItem]) -> FeedbackSummary:
-    """Summarise a model's feedback.
+def summarise_feedback(
+    items: Sequence[FeedbackItem], category_method: CategoryMethod = DEFAULT_CATEGORY_METHOD
+) -> FeedbackSummary:
+    """Summarise a model's feedback; `category_method` puts its text in categories (see `categorise`).
 
     Thumbs and categories count every item; conversation metrics count each conversation once.
     The repetition score averages only conversations with at least two bot replies, since shorter
@@ -169,7 +173,8 @@ def summarise_feedback(items: Sequence[FeedbackItem]) -> FeedbackSummary:
     total = len(items)
     thumbs_up = sum(1 for item in items if item.thumbs_up)
     low, high = wilson_interval(thumbs_up, total)
-    categories = Counter(c for item in items for c in categorise_feedback(item.text))
+    texts = [item.text for item in items]
+    categories = Counter(c for found in categorise(texts, category_method) for c in found)
     conversations = _latest_conversations(items)
     replies_per_conversation = [_bot_replies(messages) for messages in conversations]
     return FeedbackSummary(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from guanaco_dagster.arena.implicit_signals import implicit_signals
 from guanaco_dagster.feedback.anonymise import mask_pii, pseudonymise
+from guanaco_dagster.feedback.category_config import DEFAULT_CATEGORY_METHOD, CategoryMethod
 from guanaco_dagster.feedback.feedback_metrics import FeedbackItem, summarise_feedback
 from guanaco_dagster.feedback.text_hygiene import clean_line, clean_text
 from guanaco_dagster.store.models import Conversation, Feedback, FeedbackSummaryRow, utcnow
@@ -50,26 +52,37 @@ def feedback_with_conversations(session: Session, submission_id: str) -> list[Fe
     )
 
 
-def build_feedback_report(session: Session, submission_id: str, pseudonym_key: bytes) -> dict[str, object]:
-    """Summary statistics and the newest few anonymised conversations of one submission."""
+def build_feedback_report(
+    session: Session,
+    submission_id: str,
+    pseudonym_key: bytes,
+    category_method: CategoryMethod = DEFAULT_CATEGORY_METHOD,
+) -> dict[str, object]:
+    """Summary statistics, implicit signals (conversation length, regenerations, early exits) and the newest
+    few anonymised conversations of one submission."""
     feedback = feedback_with_conversations(session, submission_id)
     items = [
         FeedbackItem(
             conversation_id=f.conversation_id,
             thumbs_up=f.thumbs_up,
             text=f.text,
-            messages=[(m.sender, m.content) for m in f.conversation.messages if not m.deleted],
+            # A reply the user had regenerated is not part of the conversation they went on with.
+            messages=[
+                (m.sender, m.content) for m in f.conversation.messages if not m.deleted and not m.regenerated
+            ],
         )
         for f in feedback
     ]
-    summary = summarise_feedback(items)
+    summary = summarise_feedback(items, category_method)
+    signals = implicit_signals(session, [submission_id])[submission_id]
     samples = [
         anonymised_conversation(f.conversation, f, pseudonym_key) for f in feedback[-SAMPLE_CONVERSATIONS:]
     ]
     return {
         "submission_id": submission_id,
         "summary": summary.to_dict(),
-        "markdown": summary.to_markdown(),
+        "implicit_signals": signals.to_dict(),
+        "markdown": summary.to_markdown() + "\n" + signals.to_markdown(),
         "sample_conversations": samples,
         "last_feedback_id": feedback[-1].id if feedback else None,
     }

@@ -5,7 +5,9 @@ Ranking rules, chosen so a row's place can be trusted:
 - a model with fewer than `min_feedback` thumbs is *provisional*: listed, but below every rated model;
 - within each group the overall score is the mean of the model's rank on each metric, and a missing metric
   counts as last place (averaging only the metrics a model has let a model with nothing but a latency win);
-- every thumbs-up ratio comes with its 95% Wilson interval.
+- every thumbs-up ratio comes with its 95% Wilson interval;
+- models that fought battles carry their Bradley–Terry rating (Elo scale) with its 95% interval, from the
+  votes that count (`guanaco_dagster.arena`); it is shown beside the ranking, not mixed into it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from datetime import UTC, datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from guanaco_dagster.arena.config import ArenaConfig
+from guanaco_dagster.arena.counted_votes import counted_votes
+from guanaco_dagster.arena.ratings import Rating, fit_ratings
 from guanaco_dagster.feedback.feedback_metrics import thumbs_up_standard_error, wilson_interval
 from guanaco_dagster.feedback.leaderboard_row import LeaderboardRow
 from guanaco_dagster.store.models import (
@@ -92,8 +97,10 @@ def build_leaderboard(
     min_feedback: int,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
+    arena: ArenaConfig = ArenaConfig(),
 ) -> list[LeaderboardRow]:
-    """One row per model that reached users (optionally only those submitted in a window), ranked."""
+    """One row per model that reached users (optionally only those submitted in a window), ranked, with
+    its battle rating when it fought battles."""
     votes, conversations = _per_submission_counts(session)
     query = (
         select(
@@ -117,7 +124,19 @@ def build_leaderboard(
     if submitted_before is not None:
         query = query.where(Submission.created_at < as_utc(submitted_before))
     rows = [_row(*result) for result in session.execute(query)]
+    add_battle_ratings(rows, fit_ratings(counted_votes(session, arena), arena.leaderboard_min_battles))
     return rank_rows(rows, min_feedback)
+
+
+def add_battle_ratings(rows: list[LeaderboardRow], ratings: dict[str, Rating]) -> None:
+    """Fill each row's battle fields from its model's rating; a model without battles keeps None."""
+    for row in rows:
+        rating = ratings.get(row.submission_id)
+        if rating is None:
+            continue
+        row.elo_rating, row.bt_ci_low, row.bt_ci_high = rating.elo, rating.ci_low, rating.ci_high
+        row.num_battles, row.num_wins = rating.battles, rating.wins
+        row.battles_provisional = rating.provisional
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class LeaderboardRow:
-    """One model that reached users: its votes with their interval, engagement, latency and place."""
+    """One model that reached users: its votes with their interval, engagement, latency, battle rating and
+    place."""
 
     submission_id: str
     model_name: str
@@ -38,6 +39,14 @@ class LeaderboardRow:
     developer_uid: str = ""
     reward_repo: str | None = None
     model_num_parameters: int | None = None
+    # Battles, with Chai's field names: the Bradley–Terry rating on the Elo scale and its 95 % interval.
+    elo_rating: float | None = None
+    bt_ci_low: float | None = None
+    bt_ci_high: float | None = None
+    num_battles: int | None = None
+    num_wins: int | None = None
+    # Fewer battles than the platform's minimum: the rating is shown but not yet to be trusted.
+    battles_provisional: bool | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The row as plain JSON-ready values."""

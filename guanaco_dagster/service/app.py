@@ -15,7 +15,9 @@ from guanaco_dagster.service.dependencies import SessionDep
 from guanaco_dagster.service.errors import install_error_handlers
 from guanaco_dagster.service.request_observer import RequestObserver, use_json_logs
 from guanaco_dagster.service.routes import (
+    battles,
     beta,
+    beta_page,
     developers,
     feedback,
     leaderboard,
@@ -108,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(developers.router)
     app.include_router(openai_proxy.router)
     app.include_router(beta.router)
+    app.include_router(beta_page.router)
+    app.include_router(battles.router)
     app.include_router(metrics.router)
     install_error_handlers(app)
 

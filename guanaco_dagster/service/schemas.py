@@ -174,6 +174,83 @@ class BetaFeedbackResponse(BaseModel):
     stored: bool = Field(description="False when this was a retry of feedback already stored.")
 
 
+class BattleRequest(BaseModel):
+    """Start a battle: two anonymous deployed models answer the same user side by side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The app's id of the user. A developer's Guanaco name here marks that user as the "
+        "developer: their votes on their own models are stored but not counted.",
+    )
+    user_name: str = Field(default="User", min_length=1, max_length=100)
+    bot_name: str = Field(default="Bot", min_length=1, max_length=100)
+    memory: str = Field(default="", max_length=8000)
+    prompt: str = Field(default="", max_length=8000)
+
+
+class BattleResponse(BaseModel):
+    """The battle and its two conversations; which models answer stays hidden until the vote."""
+
+    battle_id: str
+    conversation_a_id: str
+    conversation_b_id: str
+
+
+class BattleMessageResponse(BaseModel):
+    """Both sides' replies to the user's message, asked at the same time."""
+
+    battle_id: str
+    reply_a: str
+    reply_b: str
+    latency_a_s: float
+    latency_b_s: float
+
+
+class BattleRegenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    side: Literal["a", "b"]
+
+
+class BattleRegenerateResponse(BaseModel):
+    """The side's new reply; the one it replaces is kept, marked regenerated."""
+
+    battle_id: str
+    side: Literal["a", "b"]
+    reply: str
+    latency_s: float
+
+
+class BattleVoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    winner: Literal["a", "b", "tie", "both_bad"]
+
+
+class RevealedModel(BaseModel):
+    submission_id: str
+    model_name: str
+
+
+class BattleVoteResponse(BaseModel):
+    """The stored vote, and who was who."""
+
+    battle_id: str
+    winner: Literal["a", "b", "tie", "both_bad"]
+    model_a: RevealedModel
+    model_b: RevealedModel
+    counted: bool = Field(description="Whether ratings use this vote.")
+    excluded_reason: str | None = Field(
+        description="Why not: `own_model` (the voter developed one of the models), `repeat_pair` (the "
+        "voter already has a counted vote on these two models) or `same_model` (both sides ended on one "
+        "model after failing over)."
+    )
+    stored: bool = Field(description="False when this was a retry of a vote already stored.")
+
+
 class Competition(BaseModel):
     """A time window over the leaderboard, in the shape chaiverse's `get_competitions` returns."""
 
@@ -212,3 +289,13 @@ class ScrapeTargetGroup(BaseModel):
     labels: dict[str, str] = Field(
         description="`__scheme__`, `__metrics_path__`, `submission_id` and `model_name`."
     )
+
+
+class BetaPageSession(BaseModel):
+    """The tester an invite lets into the beta web page, and whether they have consented yet."""
+
+    user_id: str = Field(description="The pseudonymous user id the page chats and votes as.")
+    name: str = Field(description="The name the operator gave the invite.")
+    expires_at: datetime
+    consented: bool
+    consent_notice: str = Field(description="What the tester agrees to before chatting.")

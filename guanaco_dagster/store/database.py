@@ -12,8 +12,6 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -124,6 +122,10 @@ def create_private_file(path: Path) -> None:
 
 def migrate(url: str) -> None:
     """Bring the store's schema to the newest Alembic revision (idempotent)."""
+    # Imported here: Alembic costs every Dagster run worker, which never migrates, a noticeable start-up.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))

@@ -222,3 +222,20 @@ class BattleVote(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     battle: Mapped[Battle] = relationship(back_populates="vote")
+
+
+class BetaInvite(Base):
+    """An operator's invitation to the beta web page: a bearer token (stored only as its hash) that lets one
+    tester chat and vote as `web-<id>` until it expires or is revoked, once they have consented."""
+
+    __tablename__ = "beta_invites"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Who the operator gave it to; never shown to developers or sent to models.
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    # When the tester agreed that their conversations are shared anonymised with model developers.
+    consented_at: Mapped[datetime | None]

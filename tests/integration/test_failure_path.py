@@ -9,7 +9,6 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, build_run_status_sensor_context
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.storage.tags import WILL_RETRY_TAG
-from dagster_aws.s3 import S3Resource
 
 from guanaco_dagster.stages.s3_cache import delete_artifact, upload_artifact
 from guanaco_dagster.stages.staging import StagingLayout
@@ -25,7 +24,7 @@ from guanaco_dagster.submissions.submissions import (
 )
 from inference.artifact import WEIGHTS_FILENAME
 from resources import DeployerResource, PipelineConfigResource, StoreResource
-from resources.s3_cache import S3CacheResource
+from resources.s3_cache import S3CacheResource, S3ClientResource
 from sensors.failure_sensor import pipeline_failure_sensor
 from sensors.jobs import submission_pipeline_job
 from tests.fixtures.pipeline import model_object_keys
@@ -113,7 +112,7 @@ def test_the_failure_sensor_leaves_a_run_dagster_will_retry_to_dagster(sqlite_st
     resources = {
         "store": StoreResource(database_url=sqlite_store.url),
         "deployer": DeployerResource(state_dir=str(tmp_path / "servers")),
-        "s3_cache": S3CacheResource(s3=S3Resource(endpoint_url="http://127.0.0.1:1"), bucket="b"),
+        "s3_cache": S3CacheResource(s3=S3ClientResource(endpoint_url="http://127.0.0.1:1"), bucket="b"),
         "pipeline": PipelineConfigResource(work_dir=str(tmp_path / "work")),
     }
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
-from dagster_aws.s3 import S3Resource
 from sqlalchemy import select
 
 from guanaco_dagster.beta.conversations import start_conversation
@@ -40,7 +39,7 @@ from guanaco_dagster.submissions.submissions import (
 )
 from resources import DeployerResource, StoreResource
 from resources.health import HealthResource
-from resources.s3_cache import S3CacheResource
+from resources.s3_cache import S3CacheResource, S3ClientResource
 from sensors.self_heal_sensor import self_heal_sensor
 from tests.fixtures.store import walk_to
 
@@ -232,7 +231,7 @@ def _heal_tick(store, state_dir: Path, instance: DagsterInstance):  # noqa: ANN0
             state_dir=str(state_dir), s3_access_key_id="unused", s3_secret_access_key="unused"
         ),
         # No artifact is cached for these models, so the cache is never reached.
-        "s3_cache": S3CacheResource(s3=S3Resource(endpoint_url="http://127.0.0.1:1"), bucket="unused"),
+        "s3_cache": S3CacheResource(s3=S3ClientResource(endpoint_url="http://127.0.0.1:1"), bucket="unused"),
         "health": HealthResource(**HealthSettings().model_dump()),
     }
     with build_sensor_context(instance=instance, resources=resources) as context:

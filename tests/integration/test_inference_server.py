@@ -191,3 +191,23 @@ def test_greedy_continuation_equals_transformers_generate(served_tiny_model: Ser
     choice = response.json()["choices"][0]
     # Token ids, not text: vLLM holds back a trailing incomplete UTF-8 character that decode() shows as �.
     assert choice["token_ids"] == expected_ids
+
+
+@pytest.mark.vllm
+def test_the_model_info_cache_can_be_filled_ahead_of_time_for_an_image(tmp_path: Path) -> None:
+    env = {**os.environ, "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache")}
+    command = [sys.executable, "-m", "inference.model_info_cache"]
+
+    warmed = subprocess.run(
+        [*command, "LlamaForCausalLM"], env=env, capture_output=True, text=True, timeout=600
+    )
+    unknown = subprocess.run(
+        [*command, "NoSuchForCausalLM"], env=env, capture_output=True, text=True, timeout=600
+    )
+
+    assert warmed.returncode == 0, warmed.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "vllm-cache" / "modelinfos").iterdir()] == [
+        "vllm-model_executor-models-llama-LlamaForCausalLM.json"
+    ]
+    assert unknown.returncode == 1
+    assert "vLLM does not serve NoSuchForCausalLM" in unknown.stderr

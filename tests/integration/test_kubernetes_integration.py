@@ -6,7 +6,9 @@ plus etcd, on loopback). The test plays those parts itself: it registers a Node 
 capacity, creates the Deployment's pod as the ReplicaSet controller would, writes the pod status a kubelet
 (or the scheduler's verdict) would write, and finishes foreground deletions as the garbage collector would.
 Everything the deployer sends and reads goes through the real server: names, labels and manifests are
-validated there (422), duplicates answer 409, watches stream real events.
+validated there (422), duplicates answer 409, watches stream real events. With controllers and a kubelet (a
+real node: `make test-cluster`, tests/cluster/) these stand-ins would race the real ones, so that tier runs
+its own tests, in which a pod really starts.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from guanaco_dagster.deployment.local_process import (
     server_process_groups,
 )
 from guanaco_dagster.ports import wait_until
+from guanaco_dagster.stages.stress import Slo, StressConfig, run_stress_test
 from tests.fixtures.s3 import S3Info
 from tests.fixtures.vllm import ServedModel, make_test_deployer
 
@@ -60,6 +61,72 @@ def test_deployment_has_an_openai_endpoint_and_its_startup_time(served_tiny_mode
     assert deployment.startup_s > 0
     assert deployment.details["artifact_uri"] == served_tiny_model.artifact_uri
     assert httpx.get(deployment.endpoint_url.removesuffix("/v1") + "/health", timeout=5).status_code == 200
+
+
+def test_the_kv_cache_holds_the_stress_concurrency_at_full_context_not_a_gib(
+    served_tiny_model: ServedModel,
+) -> None:
+    log = Path(served_tiny_model.deployment.details["log_path"]).read_text(errors="replace")
+
+    # vLLM's own account of the cache it allocated (the sample model: 512 bytes per token).
+    size = re.search(
+        r"KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x", log
+    )
+    assert size, "vLLM did not report its KV cache size"
+    tokens, per_request, concurrency = (
+        int(size[1].replace(",", "")),
+        int(size[2].replace(",", "")),
+        float(size[3]),
+    )
+    assert per_request == 2048
+    assert concurrency >= StressConfig().stress_concurrency
+    assert tokens * 512 < 64 * 1024**2  # megabytes, where the flat setting reserved 1 GiB
+    assert served_tiny_model.deployment.details["kv_cache_tokens"] == 2048 * StressConfig().stress_concurrency
+
+
+def test_the_sample_model_passes_the_stress_test_with_its_small_cache(served_tiny_model: ServedModel) -> None:
+    config = StressConfig()
+
+    report = run_stress_test(served_tiny_model.endpoint_url, served_tiny_model.served_model_name, config)
+
+    assert report.errors == 0, report.error_samples
+    assert report.requests == config.stress_requests
+    assert report.latency_p95_s <= Slo().slo_latency_p95_s
+
+
+def test_the_model_runs_in_the_engine_process_and_its_memory_is_reported(
+    served_tiny_model: ServedModel,
+) -> None:
+    details = served_tiny_model.deployment.details
+    log = Path(details["log_path"]).read_text(errors="replace")
+
+    assert "(EngineCore pid=" in log
+    assert "(Worker pid=" not in log  # the `uni` executor: no worker process, one torch import fewer
+    memory = details["memory"]
+    assert 0 < memory["pss_mib"] <= memory["rss_mib"]
+    assert memory["processes"] >= 3  # inference.serve, vLLM's API server, its engine
+
+
+def test_the_engine_process_running_the_model_is_bound_to_the_cores_the_server_was_given(
+    served_tiny_model: ServedModel,
+) -> None:
+    details = served_tiny_model.deployment.details
+    engines = [
+        pid
+        for pid in process_tree(details["pid"])
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"VLLM::EngineCore")
+    ]
+
+    assert len(engines) == 1
+    status = Path(f"/proc/{engines[0]}/status").read_text()
+    allowed = re.search(r"Cpus_allowed_list:\s*(\S+)", status)
+    assert allowed and allowed[1] == ",".join(map(str, details["cpu_cores"]))
+
+
+def test_vllm_keeps_its_model_info_cache_where_the_deployer_says(served_tiny_model: ServedModel) -> None:
+    cache_root = Path(served_tiny_model.deployer.server_environment()["VLLM_CACHE_ROOT"])
+
+    assert list((cache_root / "modelinfos").glob("*LlamaForCausalLM.json"))
 
 
 def test_deploying_a_running_submission_again_returns_the_same_server(

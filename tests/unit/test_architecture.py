@@ -20,7 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRST_PARTY_PACKAGES = ("guanaco_dagster", "assets", "sensors", "resources", "inference")
 # The test doubles and demo helpers: only they, tests/ and benchmarks/ may import them.
 TESTING_PACKAGE = "guanaco_dagster.testing"
-PRODUCT_AREAS = ("guanaco_dagster.submissions", "guanaco_dagster.beta", "guanaco_dagster.feedback")
+PRODUCT_AREAS = (
+    "guanaco_dagster.submissions",
+    "guanaco_dagster.beta",
+    "guanaco_dagster.feedback",
+    "guanaco_dagster.arena",
+)
 # The floors of docs/architecture.md: a module imports from its own floor or lower ones.
 FLOORS = {
     "inference": 0,
@@ -30,9 +35,13 @@ FLOORS = {
     "guanaco_dagster.stages": 2,
     "guanaco_dagster.deployment": 2,
     "guanaco_dagster.settings": 2,
+    # Config groups of floor-3 areas that `Settings` inherits: plain pydantic models, nothing else.
+    "guanaco_dagster.arena.config": 2,
+    "guanaco_dagster.feedback.category_config": 2,
     "guanaco_dagster.submissions": 3,
     "guanaco_dagster.beta": 3,
     "guanaco_dagster.feedback": 3,
+    "guanaco_dagster.arena": 3,
     "guanaco_dagster.service": 4,
     "resources": 5,
     "assets": 5,

@@ -60,6 +60,7 @@ def test_sensors_and_jobs_are_registered(tmp_path):
         "lifecycle_sensor",
         "reconciler_sensor",
         "self_heal_sensor",
+        "stress_test_sensor",
     }
     assert {
         "submission_pipeline",

@@ -201,7 +201,7 @@ def test_summary_counts_thumbs(feedback_items: list[FeedbackItem]) -> None:
 
 
 def test_summary_lists_categories_most_common_first(feedback_items: list[FeedbackItem]) -> None:
-    counts = summarise_feedback(feedback_items).category_counts
+    counts = summarise_feedback(feedback_items, category_method="rules").category_counts
     assert counts == {"boring": 2, "empty": 1, "funny": 1, "repetitive": 1}
     assert list(counts) == ["boring", "empty", "funny", "repetitive"]
 
@@ -239,13 +239,13 @@ def test_summary_of_no_feedback_is_all_zero_with_widest_interval() -> None:
 
 
 def test_summary_dict_is_json_serialisable(feedback_items: list[FeedbackItem]) -> None:
-    as_dict = summarise_feedback(feedback_items).to_dict()
+    as_dict = summarise_feedback(feedback_items, category_method="rules").to_dict()
     assert json.loads(json.dumps(as_dict)) == as_dict
     assert as_dict["thumbs_up"] == 2 and as_dict["category_counts"]["boring"] == 2
 
 
 def test_summary_markdown_shows_metrics_and_categories(feedback_items: list[FeedbackItem]) -> None:
-    markdown = summarise_feedback(feedback_items).to_markdown()
+    markdown = summarise_feedback(feedback_items, category_method="rules").to_markdown()
     assert "| Metric | Value |" in markdown
     assert "| Thumbs-up ratio | 50.0% |" in markdown
     assert "| Category | Count | Share |" in markdown

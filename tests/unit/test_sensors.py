@@ -160,6 +160,7 @@ def test_a_batch_run_stores_each_summary_and_materialises_its_partition(sqlite_s
     from dagster import AssetKey
 
     from resources import PrivacyResource
+    from resources.feedback_categories import FeedbackCategoryResource
     from sensors.jobs import summarise_feedback_batch
 
     ids = [_deployed_with_feedback(sqlite_store, f"org/s{i}", i + 1) for i in range(3)]
@@ -170,6 +171,7 @@ def test_a_batch_run_stores_each_summary_and_materialises_its_partition(sqlite_s
             resources={
                 "store": StoreResource(database_url=sqlite_store.url),
                 "privacy": PrivacyResource(home=str(tmp_path)),
+                "feedback_categories": FeedbackCategoryResource(),
             },
         )
         assert result.success

@@ -13,10 +13,11 @@ EXAMPLES_PER_OPERATION = 25
 
 
 def test_no_generated_request_causes_a_server_error(service, served_tiny_model):
-    # A deployed model, so chat and beta routes reach the model server and not only their error paths.
-    service.deployed_submission(
-        service.alice_key, served_tiny_model.endpoint_url, served_tiny_model.served_model_name, "alice/fuzzed"
-    )
+    # Two deployed models, so chat, beta and battle routes reach the model server, not only their error paths.
+    for key, repo in ((service.alice_key, "alice/fuzzed"), (service.bob_key, "bob/fuzzed")):
+        service.deployed_submission(
+            key, served_tiny_model.endpoint_url, served_tiny_model.served_model_name, repo
+        )
     schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
     server_errors: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]

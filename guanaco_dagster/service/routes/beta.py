@@ -1,4 +1,4 @@
-"""Beta-mode routes for the app's bot-response service: route, chat, collect feedback."""
+"""Beta-mode routes for the app's bot-response service: route, chat, regenerate, collect feedback."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from guanaco_dagster.beta.conversations import leave_feedback, send_message, start_conversation
+from guanaco_dagster.beta.conversations import (
+    leave_feedback,
+    regenerate_reply,
+    send_message,
+    start_conversation,
+)
 from guanaco_dagster.service.dependencies import SessionDep, beta_service, get_settings, get_store
+from guanaco_dagster.service.run_launches import FeedbackLaunchesDep, storing_feedback
 from guanaco_dagster.service.schemas import (
     BetaConversationRequest,
     BetaConversationResponse,
@@ -55,12 +61,23 @@ def post_message(
     return BetaMessageResponse(conversation_id=conversation_id, reply=reply.text, latency_s=reply.latency_s)
 
 
+@router.post("/conversations/{conversation_id}/regenerate", response_model=BetaMessageResponse)
+def regenerate(conversation_id: str, store: Annotated[Store, Depends(get_store)]) -> BetaMessageResponse:
+    """A new reply to the user's last message from the same model; the replaced reply is kept, marked
+    regenerated (a sign the user did not like it)."""
+    reply = regenerate_reply(store, conversation_id)
+    return BetaMessageResponse(conversation_id=conversation_id, reply=reply.text, latency_s=reply.latency_s)
+
+
 @router.post("/conversations/{conversation_id}/feedback", response_model=BetaFeedbackResponse)
 def post_feedback(
-    conversation_id: str, request: BetaFeedbackRequest, session: SessionDep
+    conversation_id: str, request: BetaFeedbackRequest, session: SessionDep, launches: FeedbackLaunchesDep
 ) -> BetaFeedbackResponse:
     """Thumbs up/down and text at the end of a conversation; retries with the same key are stored once."""
-    feedback, created = leave_feedback(session, conversation_id, **request.model_dump())
+    # Its summary is launched at once when nothing else would summarise it soon (run_launches.py).
+    with storing_feedback(launches, session, conversation_id):
+        feedback, created = leave_feedback(session, conversation_id, **request.model_dump())
+        session.commit()
     return BetaFeedbackResponse(
         feedback_id=feedback.id, conversation_id=feedback.conversation_id, stored=created
     )

@@ -37,14 +37,16 @@ def leaderboard(
 ) -> dict[str, LeaderboardRow]:
     """Keyed by submission id (chaiverse's shape), in rank order; models with fewer than the minimum
     feedback are marked provisional and come after every rated model."""
-    rows = build_leaderboard(session, settings.leaderboard_min_feedback, start_date, end_date)
+    rows = build_leaderboard(session, settings.leaderboard_min_feedback, start_date, end_date, settings)
     return {row.submission_id: row for row in rows}
 
 
 @router.get("/competitions", response_model=list[Competition], summary="Monthly competitions (public)")
 def competitions(session: SessionDep, settings: SettingsDep) -> list[dict[str, object]]:
     """One competition per UTC month since the first model reached users, the current month last."""
-    return [c.to_dict() for c in list_competitions(session, settings.leaderboard_min_feedback)]
+    return [
+        c.to_dict() for c in list_competitions(session, settings.leaderboard_min_feedback, arena=settings)
+    ]
 
 
 @router.get("/models/{submission_id}/evaluate", response_model=Evaluation, summary="Where your model stands")
@@ -53,7 +55,7 @@ def evaluate(
 ) -> Evaluation:
     """The model's leaderboard row (rank among all models), its latency test and its feedback summary."""
     submission = owned_submission(session, developer, submission_id)
-    rows = build_leaderboard(session, settings.leaderboard_min_feedback)
+    rows = build_leaderboard(session, settings.leaderboard_min_feedback, arena=settings)
     latency = session.get(LatencyReportRow, submission.id)
     summary = session.get(FeedbackSummaryRow, submission.id)
     return Evaluation(

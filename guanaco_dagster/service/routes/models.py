@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from guanaco_dagster.beta.conversations import generate_reply, model_target
 from guanaco_dagster.beta.server_metrics import server_metrics_url
 from guanaco_dagster.service.dependencies import DeveloperDep, SessionDep
+from guanaco_dagster.service.run_launches import DagsterRunsDep, launch_submission_now
 from guanaco_dagster.service.schemas import (
     ChatRequest,
     ChatResponse,
@@ -21,7 +22,12 @@ from guanaco_dagster.store.models import Developer, Submission
 from guanaco_dagster.submissions.formatter import ChatTurn
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.lifecycle_requests import Action, request_action
-from guanaco_dagster.submissions.submissions import SubmissionNotFound, create_submission, get_submission
+from guanaco_dagster.submissions.submissions import (
+    PendingSubmission,
+    SubmissionNotFound,
+    create_submission,
+    get_submission,
+)
 from guanaco_dagster.submissions.waterfall import time_to_deployed_s
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -36,8 +42,12 @@ def owned_submission(session: SessionDep, developer: Developer, submission_id: s
 
 
 @router.post("/submit", response_model=SubmitResponse, summary="Submit a model from the Hugging Face Hub")
-def submit(request: SubmitRequest, session: SessionDep, developer: DeveloperDep) -> SubmitResponse:
+def submit(
+    request: SubmitRequest, session: SessionDep, developer: DeveloperDep, dagster: DagsterRunsDep
+) -> SubmitResponse:
     submission = create_submission(session, developer, request)
+    # Before the commit, so the submission sensor never sees the row without its run (run_launches.py).
+    launch_submission_now(dagster, PendingSubmission(submission.seq, submission.id, attempt=1))
     return SubmitResponse(submission_id=submission.id)
 
 

@@ -49,8 +49,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("battle_id"),
     )
     op.create_index(op.f("ix_battle_votes_user_id"), "battle_votes", ["user_id"], unique=False)
-    op.create_index(op.f("ix_battle_votes_submission_a_id"), "battle_votes", ["submission_a_id"], unique=False)
-    op.create_index(op.f("ix_battle_votes_submission_b_id"), "battle_votes", ["submission_b_id"], unique=False)
+    op.create_index(
+        op.f("ix_battle_votes_submission_a_id"), "battle_votes", ["submission_a_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_battle_votes_submission_b_id"), "battle_votes", ["submission_b_id"], unique=False
+    )
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("regenerated", sa.Boolean(), nullable=False, server_default=sa.false()))
 

@@ -1,0 +1,43 @@
+"""Once a submission's pipeline run has deployed its model, start the run that stress-tests it."""
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunStatusSensorContext,
+    SkipReason,
+    run_status_sensor,
+)
+
+from assets.latency_report import latency_report
+from assets.live_deployment import live_deployment
+from sensors.jobs import STRESS_TEST, submission_pipeline_job
+
+
+def stress_test_request(run_id: str, asset_selection: set | None, tags: dict[str, str]) -> RunRequest | None:
+    """The stress-test run owed to a succeeded pipeline run that deployed a model and stopped there."""
+    selection = set(asset_selection or ())
+    submission_id = tags.get("dagster/partition")
+    if not submission_id or live_deployment.key not in selection or latency_report.key in selection:
+        return None
+    return RunRequest(
+        run_key=f"stress-test-{run_id}",
+        partition_key=submission_id,
+        asset_selection=STRESS_TEST,
+        tags={"guanaco/submission": submission_id},
+    )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[submission_pipeline_job],
+    request_job=submission_pipeline_job,
+    minimum_interval_seconds=1,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="A pipeline run that deployed a model → the stress test run: latency_report with its "
+    "blocking SLO check, then the first feedback summary.",
+)
+def stress_test_sensor(context: RunStatusSensorContext) -> RunRequest | SkipReason:
+    run = context.dagster_run
+    request = stress_test_request(run.run_id, run.asset_selection, dict(run.tags))
+    return request or SkipReason(f"run {run.run_id[:8]} did not stop at the deployment")
