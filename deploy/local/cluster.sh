@@ -231,6 +231,7 @@ case "${1:-}" in
     test)
         shift
         trap down EXIT
+        trap 'exit 143' INT TERM
         up
         GUANACO_TEST_CLUSTER_DIR="$STATE" "$@"
         ;;
