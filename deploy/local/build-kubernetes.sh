@@ -62,7 +62,7 @@ for binary in "${BINARIES[@]}"; do whats="$whats cmd/$binary"; done
 (
     cd "$SRC/kubernetes"
     PATH="$GO:$PATH" GOPROXY=off GOFLAGS=-mod=vendor GOCACHE="$CACHE/go-build" \
-        nice -n 10 make WHAT="${whats# }" >&2
+        nice -n "${GUANACO_BUILD_NICE:-10}" make WHAT="${whats# }" >&2
 )
 for binary in "${BINARIES[@]}"; do
     install -m 0755 "$SRC/kubernetes/_output/bin/$binary" "$BIN/$binary"

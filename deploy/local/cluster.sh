@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node Kubernetes 1.20 on this machine, for `make test-cluster`: etcd, kube-apiserver (TLS + static tokens
-# on 127.0.0.1:6443), controller-manager, scheduler and a kubelet on Docker (dockershim), node `localhost`.
+# on 127.0.0.1:6443), controller-manager, scheduler and a kubelet on Docker (dockershim), node `127.0.0.1`.
 #
 #   deploy/local/cluster.sh up            # start it; prints the admin kubeconfig's path
 #   deploy/local/cluster.sh down          # stop what `up` started (by pid), restore sysctls, remove its state
@@ -23,7 +23,10 @@ KUBELET_HEALTHZ_PORT=26248
 CONTROLLER_MANAGER_PORT=26257
 SCHEDULER_PORT=26259
 PAUSE_IMAGE="local/pause:3.4"
-NODE=localhost
+# The node's name is its address: a kubelet refuses a loopback --node-ip ("nodeIP can't be loopback address")
+# and then reports no address at all (no pod IP for host-network pods, no logs through the API server), but it
+# takes an IP given as --hostname-override as the node's InternalIP without that check.
+NODE=127.0.0.1
 # What the kubelet sets at start (pkg/kubelet/cm/container_manager_linux.go, setupKernelTunables).
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
     kernel.keys.root_maxbytes)
@@ -168,7 +171,7 @@ up() {
     mkdir -p "$STATE/kubelet" "$STATE/dockershim" "$STATE/volume-plugins"
     # --oom-score-adj=0: lowering it needs CAP_SYS_RESOURCE; high eviction thresholds off: the machine is shared.
     start_component kubelet "$K8S_BIN/kubelet" --kubeconfig="$STATE/kubelet.kubeconfig" \
-        --hostname-override=$NODE --node-ip=127.0.0.1 --address=127.0.0.1 --port=$KUBELET_PORT \
+        --hostname-override=$NODE --address=127.0.0.1 --port=$KUBELET_PORT \
         --read-only-port=0 --healthz-bind-address=127.0.0.1 --healthz-port=$KUBELET_HEALTHZ_PORT \
         --tls-cert-file="$PKI/kubelet.crt" --tls-private-key-file="$PKI/kubelet.key" \
         --client-ca-file="$PKI/ca.crt" --anonymous-auth=false --authorization-mode=AlwaysAllow \

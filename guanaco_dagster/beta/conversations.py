@@ -314,8 +314,10 @@ def leave_feedback(
     thumbs_up: bool,
     text: str = "",
     idempotency_key: str | None = None,
+    categories: list[str] | None = None,
 ) -> tuple[Feedback, bool]:
-    """Store the user's verdict on a conversation; returns (feedback, created).
+    """Store the user's verdict on a conversation; returns (feedback, created). `categories` are the
+    text's, when the caller has them (the service assigns them as feedback arrives).
 
     A retried post with the same idempotency key returns the stored feedback (created=False), even when
     the retries race each other.
@@ -336,6 +338,7 @@ def leave_feedback(
         thumbs_up=thumbs_up,
         text=storable_text(text),
         idempotency_key=idempotency_key,
+        categories=categories,
     )
     try:
         with session.begin_nested():

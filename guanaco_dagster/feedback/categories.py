@@ -72,6 +72,24 @@ def shipped_classifier() -> EmbeddingCategoriser:
         return _classifier
 
 
+def warm_up(method: CategoryMethod) -> threading.Thread | None:
+    """Load the embedding classifier in the background when `method` needs it (once per process)."""
+    if method == "rules" or _classifier is not None:
+        return None
+    thread = threading.Thread(target=shipped_classifier, name="feedback-categories-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def categories_on_arrival(text: str, method: CategoryMethod) -> list[str] | None:
+    """`text`'s categories as feedback arrives, or None while the embedding classifier is still loading
+    (the summary then categorises the text itself): a request never waits for the model."""
+    if method != "rules" and _classifier is None:
+        warm_up(method)
+        return None
+    return categorise([text], method)[0]
+
+
 def combine(*findings: Sequence[str]) -> list[str]:
     """The categories any finding has, in FEEDBACK_CATEGORIES order; "other" only when nothing else is."""
     found = {c for finding in findings for c in finding}

@@ -98,6 +98,8 @@ class FeedbackItem:
     thumbs_up: bool
     text: str = ""
     messages: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    # The text's categories when they were assigned as the feedback arrived; None = categorise it now.
+    categories: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,14 @@ def _bot_replies(messages: Sequence[tuple[str, str]]) -> list[str]:
     return [content for sender, content in messages if sender == "bot"]
 
 
+def item_categories(items: Sequence[FeedbackItem], method: CategoryMethod) -> list[Sequence[str]]:
+    """Each item's categories: those assigned on arrival, the others' by `method` (in one batch)."""
+    missing = [index for index, item in enumerate(items) if item.categories is None]
+    found = categorise([items[index].text for index in missing], method) if missing else []
+    assigned = dict(zip(missing, found, strict=True))
+    return [item.categories if item.categories is not None else assigned[i] for i, item in enumerate(items)]
+
+
 def summarise_feedback(
     items: Sequence[FeedbackItem], category_method: CategoryMethod = DEFAULT_CATEGORY_METHOD
 ) -> FeedbackSummary:
@@ -173,8 +183,7 @@ def summarise_feedback(
     total = len(items)
     thumbs_up = sum(1 for item in items if item.thumbs_up)
     low, high = wilson_interval(thumbs_up, total)
-    texts = [item.text for item in items]
-    categories = Counter(c for found in categorise(texts, category_method) for c in found)
+    categories = Counter(c for found in item_categories(items, category_method) for c in found)
     conversations = _latest_conversations(items)
     replies_per_conversation = [_bot_replies(messages) for messages in conversations]
     return FeedbackSummary(

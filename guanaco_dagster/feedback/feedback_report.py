@@ -66,6 +66,7 @@ def build_feedback_report(
             conversation_id=f.conversation_id,
             thumbs_up=f.thumbs_up,
             text=f.text,
+            categories=f.categories,
             # A reply the user had regenerated is not part of the conversation they went on with.
             messages=[
                 (m.sender, m.content) for m in f.conversation.messages if not m.deleted and not m.regenerated

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guanaco_dagster.beta.health_watcher import watching_health
+from guanaco_dagster.feedback.categories import warm_up
 from guanaco_dagster.service.dependencies import SessionDep
 from guanaco_dagster.service.errors import install_error_handlers
 from guanaco_dagster.service.request_observer import RequestObserver, use_json_logs
@@ -84,6 +85,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     anyio.to_thread.current_default_thread_limiter().total_tokens = SERVICE_WORKER_THREADS
     # Deployed model servers are checked while the service runs, so routing skips dead ones.
     # One connection pool for every request the OpenAI-compatible routes relay to model servers.
+    # Feedback is categorised as it arrives: load the embedding model now, not on the first post.
+    settings: Settings = app.state.settings
+    if settings.beta_service_token is not None or settings.beta_page_enabled:
+        warm_up(settings.feedback_category_method)
     async with openai_proxy.model_server_client() as app.state.model_http:
         with watching_health(app.state.store):
             yield

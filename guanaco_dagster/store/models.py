@@ -149,6 +149,9 @@ class Feedback(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=True)
     # A client retrying the same post sends the same key and gets the stored row back.
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # Categories of `text`, assigned by the service as the feedback arrives (it keeps the embedding model
+    # loaded, so summaries never load it); None for rows stored another way: the summary categorises those.
+    categories: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="feedback")

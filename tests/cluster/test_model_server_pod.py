@@ -76,7 +76,9 @@ def test_a_submission_is_served_by_a_pod_stress_tested_chatted_with_and_torn_dow
 
     name = resource_name(SUBMISSION_ID)
     (pod,) = core.list_namespaced_pod(namespace, label_selector=f"{SUBMISSION_LABEL}={name}").items
-    assert pod.spec.node_name == "localhost" and pod.spec.host_network
+    # deploy/local/cluster.sh names the node by its address (a kubelet refuses a loopback --node-ip).
+    assert pod.spec.node_name == "127.0.0.1" and pod.spec.host_network
+    assert pod.status.pod_ip == "127.0.0.1"
     assert [status.ready for status in pod.status.container_statuses] == [True]
     assert deployer.get(SUBMISSION_ID) is not None
     assert deployer.list_submission_ids() == [SUBMISSION_ID]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import func, select
 
@@ -260,3 +262,30 @@ def test_nul_characters_from_users_are_stored_without_error(service, alice_model
             select(Message).where(Message.conversation_id == started["conversation_id"])
         ).all()
     assert stored[0].content == "hithere"
+
+
+def test_feedback_is_categorised_by_the_service_as_it_arrives(service, alice_model):
+    """The service warms the embedding classifier at start; once it is loaded, each feedback row carries
+    its text's categories, so summary runs never load the model (rows from before stay None)."""
+    beta = service.beta_client()
+
+    def post_feedback(text: str) -> int:
+        started = beta.post("/beta/conversations", json={"user_id": "app-cat"}).json()
+        beta.post(f"/beta/conversations/{started['conversation_id']}/messages", json={"message": "Hi"})
+        posted = beta.post(
+            f"/beta/conversations/{started['conversation_id']}/feedback",
+            json={"thumbs_up": False, "text": text},
+        )
+        return posted.json()["feedback_id"]
+
+    def categories(feedback_id: int) -> list[str] | None:
+        with service.store.session() as session:
+            return session.get(Feedback, feedback_id).categories
+
+    deadline = time.monotonic() + 240
+    feedback_id = post_feedback("it kept saying the very same sentence again and again")
+    while categories(feedback_id) is None and time.monotonic() < deadline:
+        time.sleep(2)
+        feedback_id = post_feedback("it kept saying the very same sentence again and again")
+    assert categories(feedback_id) is not None, "the service never categorised feedback on arrival"
+    assert "repetitive" in categories(feedback_id)

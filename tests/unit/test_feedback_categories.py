@@ -115,3 +115,26 @@ def test_an_unknown_method_is_refused_naming_the_choices():
 def test_training_refuses_unknown_categories():
     with pytest.raises(ValueError, match="unknown feedback categories \\['sad'\\]"):
         EmbeddingCategoriser.train([("I feel down", ["sad"])])
+
+
+def test_the_summary_keeps_categories_assigned_on_arrival_and_categorises_only_the_rest():
+    from guanaco_dagster.feedback.feedback_metrics import FeedbackItem, item_categories
+
+    items = [
+        FeedbackItem("c1", False, "so boring", categories=["funny"]),
+        FeedbackItem("c2", False, "it kept repeating the same thing over and over"),
+    ]
+    found = item_categories(items, "rules")
+    assert list(found[0]) == ["funny"]
+    assert "repetitive" in found[1]
+
+
+def test_feedback_arriving_before_the_model_is_loaded_is_left_to_the_summary(monkeypatch):
+    from guanaco_dagster.feedback import categories
+
+    warmed: list[str] = []
+    monkeypatch.setattr(categories, "_classifier", None)
+    monkeypatch.setattr(categories, "warm_up", warmed.append)
+    assert categories.categories_on_arrival("so boring", "both") is None
+    assert warmed == ["both"]
+    assert categories.categories_on_arrival("so boring", "rules") == ["boring"]

@@ -12,6 +12,7 @@ from guanaco_dagster.beta.conversations import (
     send_message,
     start_conversation,
 )
+from guanaco_dagster.feedback.categories import categories_on_arrival
 from guanaco_dagster.service.dependencies import SessionDep, beta_service, get_settings, get_store
 from guanaco_dagster.service.run_launches import FeedbackLaunchesDep, storing_feedback
 from guanaco_dagster.service.schemas import (
@@ -71,12 +72,20 @@ def regenerate(conversation_id: str, store: Annotated[Store, Depends(get_store)]
 
 @router.post("/conversations/{conversation_id}/feedback", response_model=BetaFeedbackResponse)
 def post_feedback(
-    conversation_id: str, request: BetaFeedbackRequest, session: SessionDep, launches: FeedbackLaunchesDep
+    conversation_id: str,
+    request: BetaFeedbackRequest,
+    session: SessionDep,
+    launches: FeedbackLaunchesDep,
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> BetaFeedbackResponse:
     """Thumbs up/down and text at the end of a conversation; retries with the same key are stored once."""
+    # Categorised here, where the embedding model stays loaded, so no summary run has to load it.
+    categories = categories_on_arrival(request.text, settings.feedback_category_method)
     # Its summary is launched at once when nothing else would summarise it soon (run_launches.py).
     with storing_feedback(launches, session, conversation_id):
-        feedback, created = leave_feedback(session, conversation_id, **request.model_dump())
+        feedback, created = leave_feedback(
+            session, conversation_id, **request.model_dump(), categories=categories
+        )
         session.commit()
     return BetaFeedbackResponse(
         feedback_id=feedback.id, conversation_id=feedback.conversation_id, stored=created
