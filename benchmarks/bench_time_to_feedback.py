@@ -51,7 +51,6 @@ from benchmarks.fixtures import (
     embedded_platform,
     fresh_home,
     hub_serving,
-    quiet_stdout,
     read_timeline,
     sample_model,
     vllm_process,
@@ -102,31 +101,6 @@ def _poll(check: Any, timeout_s: float, what: str, interval_s: float = 0.1) -> A
             return found
         time.sleep(interval_s)
     raise TimeoutError(f"{what} not seen within {timeout_s:.0f} s")
-
-
-def first_summary_with_feedback(platform: Any, submission_id: str, timeout_s: float) -> datetime:
-    """When Dagster recorded the first `feedback_summary` materialisation of the partition that counts
-    at least one feedback post (the pipeline's own run materialises an empty one at deploy time)."""
-    from dagster import AssetKey, DagsterInstance
-    from dagster._core.event_api import AssetRecordsFilter
-
-    records_filter = AssetRecordsFilter(
-        asset_key=AssetKey("feedback_summary"), asset_partitions=[submission_id]
-    )
-
-    with quiet_stdout(), DagsterInstance.from_config(str(platform.dagster_home)) as instance:
-
-        def check() -> datetime | None:
-            records = instance.fetch_materializations(records_filter, limit=20).records
-            counted = [
-                record
-                for record in records
-                if (count := record.asset_materialization.metadata.get("feedback_count")) is not None
-                and count.value >= 1
-            ]
-            return min((datetime.fromtimestamp(r.timestamp, UTC) for r in counted), default=None)
-
-        return _poll(check, timeout_s, f"a feedback_summary with feedback for {submission_id}", 0.25)
 
 
 def running_vllm_command(endpoint_url: str) -> tuple[list[str], dict[str, str]]:
@@ -196,7 +170,7 @@ def measure_submission(
     from guanaco_dagster.submissions.lifecycle import Status
     from guanaco_dagster.submissions.submissions import get_submission, transition
     from guanaco_dagster.testing.beta_users import simulate_user_over_http
-    from guanaco_dagster.testing.watch import wait_for_outcome
+    from guanaco_dagster.testing.watch import wait_for_outcome, wait_for_summary_in_dagster
 
     store = Store(platform.settings.resolved_database_url)
     submission_id = client.submit({"model_repo": model.repo_id})
@@ -217,7 +191,7 @@ def measure_submission(
             raise RuntimeError(f"routing sent the beta user to {chat.submission_id}, not {submission_id}")
         _poll(lambda: client.feedback(submission_id).feedback, timeout_s, "the feedback on GET /feedback")
         readable = _now()
-        summarised = first_summary_with_feedback(platform, submission_id, timeout_s)
+        summarised = wait_for_summary_in_dagster(platform.dagster_home, submission_id, timeout_s)
     with store.session() as session:
         feedback_at = (
             session.query(Feedback.created_at).filter_by(conversation_id=chat.conversation_id).scalar()

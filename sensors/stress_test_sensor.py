@@ -1,4 +1,9 @@
-"""Once a submission's pipeline run has deployed its model, start the run that stress-tests it."""
+"""Once a submission's pipeline run has deployed its model, start the run that stress-tests it.
+
+The pipeline run launches that run itself as soon as its deployment step succeeds
+(`launch_stress_test_at_once` in sensors/jobs.py), tagged with this sensor's name and run key: the sensor
+then finds it by key and launches nothing; it launches the run when the webserver could not be reached.
+"""
 
 from dagster import (
     DagsterRunStatus,
@@ -11,6 +16,7 @@ from dagster import (
 
 from assets.latency_report import latency_report
 from assets.live_deployment import live_deployment
+from guanaco_dagster.service.dagster_runs import STRESS_TEST_SENSOR, stress_test_run_key
 from sensors.jobs import STRESS_TEST, submission_pipeline_job
 
 
@@ -21,7 +27,7 @@ def stress_test_request(run_id: str, asset_selection: set | None, tags: dict[str
     if not submission_id or live_deployment.key not in selection or latency_report.key in selection:
         return None
     return RunRequest(
-        run_key=f"stress-test-{run_id}",
+        run_key=stress_test_run_key(run_id),
         partition_key=submission_id,
         asset_selection=STRESS_TEST,
         tags={"guanaco/submission": submission_id},
@@ -29,6 +35,7 @@ def stress_test_request(run_id: str, asset_selection: set | None, tags: dict[str
 
 
 @run_status_sensor(
+    name=STRESS_TEST_SENSOR,
     run_status=DagsterRunStatus.SUCCESS,
     monitored_jobs=[submission_pipeline_job],
     request_job=submission_pipeline_job,

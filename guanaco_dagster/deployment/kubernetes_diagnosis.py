@@ -20,6 +20,8 @@ from guanaco_dagster.deployment.kubernetes_config import KubernetesConfig
 FATAL_WAITING_REASONS = frozenset(
     {
         "ImagePullBackOff",
+        # imagePullPolicy Never and the image is not on the node: the kubelet never retries a pull.
+        "ErrImageNeverPull",
         "InvalidImageName",
         "CreateContainerConfigError",
         "CreateContainerError",
@@ -124,7 +126,8 @@ def hint_for(problem: str, settings: KubernetesConfig) -> str:
         ),
         (
             lambda text: any(
-                word in text for word in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName")
+                word in text
+                for word in ("ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName")
             ),
             f"the nodes cannot pull GUANACO_K8S_IMAGE={settings.image}: check the name and tag, push it, or "
             "set GUANACO_K8S_IMAGE_PULL_SECRETS for a private registry",

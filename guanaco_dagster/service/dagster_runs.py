@@ -22,6 +22,10 @@ REPOSITORY_NAME = "__repository__"
 SUBMISSIONS_PARTITIONS = "submissions"
 SUBMISSION_PIPELINE_JOB = "submission_pipeline"
 SUBMISSION_SENSOR = "submission_sensor"
+STRESS_TEST_SENSOR = "stress_test_sensor"
+# The second run of a submission: the stress test with its blocking SLO check, then the first summary.
+STRESS_TEST_ASSETS = ("latency_report", "feedback_summary")
+STRESS_TEST_CHECKS = (("latency_report", "latency_within_slo"),)
 # The assets a submission's first run materialises, as the submission sensor selects them (the stress test
 # follows in a run of its own, sensors/stress_test_sensor.py).
 SUBMISSION_RUN_ASSETS = ("raw_weights", "tensorized_artifact", "cached_s3_object", "live_deployment")
@@ -63,6 +67,11 @@ query Runs($filter: RunsFilter!) {
     ... on Error { message }
   }
 }"""
+
+
+def stress_test_run_key(pipeline_run_id: str) -> str:
+    """The run key of the stress test owed to a pipeline run that stopped at the deployment."""
+    return f"stress-test-{pipeline_run_id}"
 
 
 class DagsterUnavailable(RuntimeError):
@@ -114,10 +123,12 @@ class DagsterRuns:
         tags: dict[str, str],
         run_config: dict[str, Any] | None = None,
         assets: tuple[str, ...] | None = None,
+        checks: tuple[tuple[str, str], ...] = (),
     ) -> str:
         selector: dict[str, Any] = {**_REPOSITORY, "jobName": job_name}
         if assets is not None:
             selector["assetSelection"] = [{"path": [name]} for name in assets]
+            selector["assetCheckSelection"] = [{"assetKey": {"path": [a]}, "name": c} for a, c in checks]
         params = {
             "selector": selector,
             "runConfigData": run_config or {},
@@ -151,6 +162,19 @@ class DagsterRuns:
             LAUNCHED_BY_TAG: "service",
         }
         return self._launch(SUBMISSION_PIPELINE_JOB, tags, assets=SUBMISSION_RUN_ASSETS)
+
+    def launch_stress_test_run(self, submission_id: str, pipeline_run_id: str) -> str:
+        """Launch the stress-test run the stress-test sensor would once `pipeline_run_id` succeeded."""
+        tags = {
+            RUN_KEY_TAG: stress_test_run_key(pipeline_run_id),
+            SENSOR_NAME_TAG: STRESS_TEST_SENSOR,
+            PARTITION_TAG: submission_id,
+            SUBMISSION_TAG: submission_id,
+            LAUNCHED_BY_TAG: "pipeline",
+        }
+        return self._launch(
+            SUBMISSION_PIPELINE_JOB, tags, assets=STRESS_TEST_ASSETS, checks=STRESS_TEST_CHECKS
+        )
 
     def feedback_batch_in_flight(self) -> bool:
         """Whether a feedback batch run is queued or running (whoever launched it)."""

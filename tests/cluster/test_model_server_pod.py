@@ -124,3 +124,41 @@ def test_a_submission_is_served_by_a_pod_stress_tested_chatted_with_and_torn_dow
         assert gone.value.status == 404
     containers = docker("ps", "-aq", "--filter", f"label=io.kubernetes.pod.namespace={namespace}").stdout
     assert containers.strip() == "", "the pod's containers are still there"
+
+
+def test_a_submission_whose_image_is_not_on_the_node_fails_fast_with_the_cause_and_leaves_nothing(
+    api_client, kubeconfig, namespace, host_network_for_model_servers, s3_server
+) -> None:
+    from kubernetes.client import AppsV1Api, CoreV1Api
+    from kubernetes.client.exceptions import ApiException
+
+    from guanaco_dagster.deployment.base import DeploymentError
+
+    core, apps = CoreV1Api(api_client), AppsV1Api(api_client)
+    core.create_namespaced_secret(namespace, s3_secret(s3_server))
+    missing_image = "guanaco-inference:not-built"
+    # A deadline well above fail-fast's few seconds: only fail-fast can end the deploy within the bound below.
+    settings = cpu_node_settings(namespace, kubeconfig, s3_server, free_port()).model_copy(
+        update={"image": missing_image, "startup_deadline_s": 300}
+    )
+    spec = DeploymentSpec(SUBMISSION_ID, "s3://guanaco-test-models/models/none/", SERVED_MODEL_NAME)
+
+    started = time.monotonic()
+    with pytest.raises(DeploymentError) as failure:
+        KubernetesDeployer(settings).deploy(spec)
+    elapsed = time.monotonic() - started
+    headline = str(failure.value).splitlines()[0]
+    print(f"\nfailed in {elapsed:.1f} s: {headline}")
+
+    assert elapsed < 120, f"fail-fast did not stop the wait ({elapsed:.0f} s)"
+    assert "failed to start" in headline and "ErrImageNeverPull" in headline
+    assert f"GUANACO_K8S_IMAGE={missing_image}" in headline
+    name = resource_name(SUBMISSION_ID)
+    for read in (apps.read_namespaced_deployment, core.read_namespaced_service):
+        with pytest.raises(ApiException) as gone:
+            read(name, namespace)
+        assert gone.value.status == 404
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and core.list_namespaced_pod(namespace).items:
+        time.sleep(1)
+    assert core.list_namespaced_pod(namespace).items == []

@@ -247,3 +247,29 @@ def test_feedback_already_waiting_for_the_sensor_is_left_to_the_sensor(dagster: 
     # (Earlier tests' feedback in this module's store is never summarised: no run executes here.)
     assert {waiting, fresh} <= set(_batch_of(batch))
     assert batch.tags["dagster/sensor_name"] == "feedback_sensor"
+
+
+def test_the_stress_test_launched_at_once_is_the_run_the_stress_test_sensor_would_request(dagster: Dagster):
+    """What the deployment step's hook launches (sensors/jobs.py): the sensor's run key and name, the
+    stress test with its blocking SLO check, and the first summary."""
+    from dagster import AssetCheckKey, AssetKey
+
+    from guanaco_dagster.service.dagster_runs import DagsterRuns
+    from sensors.stress_test_sensor import stress_test_request
+
+    service = dagster.service(dagster.graphql_url)
+    submission_id = _submit(service, _developer_key(dagster.store, "cy"), "org/stress-at-once")
+    (pipeline_run,) = dagster.runs(**{"dagster/partition": submission_id})
+
+    runs = DagsterRuns(dagster.graphql_url)
+    stress_run_id = runs.launch_stress_test_run(submission_id, pipeline_run.run_id)
+
+    stress_run = dagster.instance.get_run_by_id(stress_run_id)
+    wanted = stress_test_request(pipeline_run.run_id, pipeline_run.asset_selection, dict(pipeline_run.tags))
+    assert stress_run.tags["dagster/run_key"] == wanted.run_key
+    assert stress_run.tags["dagster/sensor_name"] == "stress_test_sensor"
+    assert stress_run.tags["dagster/partition"] == submission_id
+    assert stress_run.asset_selection == set(wanted.asset_selection)
+    assert AssetKey("feedback_summary") in stress_run.asset_selection
+    slo_check = AssetCheckKey(AssetKey("latency_report"), "latency_within_slo")
+    assert stress_run.asset_check_selection == {slo_check}
