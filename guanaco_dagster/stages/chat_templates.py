@@ -34,18 +34,47 @@ def tokenizer_special_prefix(model_dir: Path) -> str:
     The completions endpoint adds them to every prompt, the chat endpoint leaves that to the template: a
     template that should see the same tokens as the completions path starts with this prefix.
     """
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     probe = "Hello"
-    with_special = tokenizer(probe)["input_ids"]
-    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    fast = _fast_tokenizer(model_dir)
+    if fast is not None:
+        with_special = fast.encode(probe, add_special_tokens=True).ids
+        plain = fast.encode(probe, add_special_tokens=False).ids
+        special_ids = {i for i, token in fast.get_added_tokens_decoder().items() if token.special}
+        to_token = fast.id_to_token
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+        with_special = tokenizer(probe)["input_ids"]
+        plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+        special_ids = set(tokenizer.all_special_ids)
+
+        def to_token(token_id: int) -> str:
+            return tokenizer.convert_ids_to_tokens(token_id)
+
     if len(with_special) < len(plain) or with_special[len(with_special) - len(plain) :] != plain:
         return ""
     prefix = with_special[: len(with_special) - len(plain)]
-    if not set(prefix) <= set(tokenizer.all_special_ids):
+    if not set(prefix) <= special_ids:
         return ""
-    return "".join(tokenizer.convert_ids_to_tokens(prefix))
+    return "".join(to_token(token_id) for token_id in prefix)
+
+
+def _fast_tokenizer(model_dir: Path):  # noqa: ANN202 - tokenizers.Tokenizer, imported lazily
+    """tokenizer.json loaded by the `tokenizers` library (~0.1 s, no transformers import), when it is what
+    transformers would use as is: None when there is none, or when tokenizer_config.json asks transformers
+    to rebuild its special-token post-processor (`add_bos_token` / `add_eos_token`)."""
+    if not (model_dir / "tokenizer.json").is_file():
+        return None
+    try:
+        config = json.loads((model_dir / "tokenizer_config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        config = {}
+    if isinstance(config, dict) and ({"add_bos_token", "add_eos_token"} & config.keys()):
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 
 
 def write_chat_template(out_dir: Path, template: str) -> Path:

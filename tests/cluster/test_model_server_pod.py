@@ -153,12 +153,24 @@ def test_a_submission_whose_image_is_not_on_the_node_fails_fast_with_the_cause_a
     assert elapsed < 120, f"fail-fast did not stop the wait ({elapsed:.0f} s)"
     assert "failed to start" in headline and "ErrImageNeverPull" in headline
     assert f"GUANACO_K8S_IMAGE={missing_image}" in headline
+
+    # The deployer deletes in the foreground: the Deployment goes once its pod has.
     name = resource_name(SUBMISSION_ID)
-    for read in (apps.read_namespaced_deployment, core.read_namespaced_service):
-        with pytest.raises(ApiException) as gone:
-            read(name, namespace)
-        assert gone.value.status == 404
+
+    def leftovers() -> list[str]:
+        found = [f"pod {pod.metadata.name}" for pod in core.list_namespaced_pod(namespace).items]
+        for kind, read in (
+            ("Deployment", apps.read_namespaced_deployment),
+            ("Service", core.read_namespaced_service),
+        ):
+            try:
+                read(name, namespace)
+                found.append(f"{kind} {name}")
+            except ApiException as error:
+                assert error.status == 404, error
+        return found
+
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and core.list_namespaced_pod(namespace).items:
+    while time.monotonic() < deadline and leftovers():
         time.sleep(1)
-    assert core.list_namespaced_pod(namespace).items == []
+    assert leftovers() == []
