@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-# The families most fine-tunes start from (guanaco_dagster/stages/vllm_architectures.py names them too).
+# The families most fine-tunes start from (guanaco_dagster/stages/vllm_architectures.py names them first).
 DEFAULT_ARCHITECTURES = (
     "LlamaForCausalLM",
     "MistralForCausalLM",

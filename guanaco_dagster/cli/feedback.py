@@ -14,6 +14,8 @@ from guanaco_dagster.cli.console import summary_table
 from guanaco_dagster.feedback.text_hygiene import clean_text
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from guanaco_dagster.service.schemas import FeedbackResponse
 
 SAMPLE_CONVERSATIONS = 3
@@ -104,6 +106,11 @@ def leaderboard(
     if board.empty:
         out.print("the leaderboard is empty: no model has reached users yet")
         return
+    out.print(leaderboard_table(board))
+
+
+def leaderboard_table(board: pd.DataFrame) -> Table:
+    """The leaderboard frame (`leaderboard_frame`) as the table `guanaco leaderboard` prints."""
     table = Table(title="Leaderboard", caption=PROVISIONAL_NOTE)
     for column in ("rank", "submission id", "model", "developer", "status", "👍 / 👎", RATE_COLUMN):
         table.add_column(column, no_wrap=column in ("submission id", RATE_COLUMN))
@@ -124,7 +131,7 @@ def leaderboard(
             _elo(row.elo_rating, row.bt_ci_low, row.bt_ci_high, row.battles_provisional),
             "–" if _missing(row.num_battles) else f"{int(row.num_wins)} / {int(row.num_battles)}",
         )
-    out.print(table)
+    return table
 
 
 def _elo(elo: float | None, low: float | None, high: float | None, provisional: object) -> str:

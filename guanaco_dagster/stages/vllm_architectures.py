@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from inference.model_info_cache import DEFAULT_ARCHITECTURES
+
 ARCHITECTURES_FILE = Path(__file__).with_name("vllm_architectures.json")
 TEXT_GENERATION = "text generation"
 
@@ -33,16 +35,9 @@ _REGISTRY_TABLES = {
 # The Transformers-backend table mixes kinds; its entries that vLLM runs as causal LMs generate text.
 _TRANSFORMERS_TABLE = "_TRANSFORMERS_SUPPORTED_MODELS"
 _CAUSAL_LM_BACKENDS = ("TransformersForCausalLM", "TransformersMoEForCausalLM")
-# Named first when a developer is told what is served: the families most fine-tunes start from.
-WELL_KNOWN = (
-    "LlamaForCausalLM",
-    "MistralForCausalLM",
-    "Qwen2ForCausalLM",
-    "Qwen3ForCausalLM",
-    "Gemma2ForCausalLM",
-    "Phi3ForCausalLM",
-    "GPT2LMHeadModel",
-)
+# Named first when a developer is told what is served: the families most fine-tunes start from (the same
+# ones the inference image's model-info cache is filled for).
+WELL_KNOWN = DEFAULT_ARCHITECTURES
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import httpx
 
 from guanaco_dagster.beta.conversations import leave_feedback, send_message, start_conversation
 from guanaco_dagster.store.database import Store
+from guanaco_dagster.store.models import Conversation
 
 PERSONAS = (
     (
@@ -95,3 +97,39 @@ def simulate_user(store: Store, user_index: int, turns: int = 2, seed: int = 0) 
             session, conversation_id, thumbs_up=thumbs_up, text=text, idempotency_key=f"{conversation_id}-fb"
         )
     return SimulatedChat(conversation_id, submission_id, turns, thumbs_up, text)
+
+
+@dataclass(frozen=True)
+class SimulatedBattle:
+    battle_id: str
+    winner: str
+    counted: bool
+    model_a: str
+    model_b: str
+
+
+def simulate_battle_over_http(
+    beta: httpx.Client, store: Store, user_index: int, rng: random.Random, strengths: dict[str, float]
+) -> SimulatedBattle:
+    """One arena user: a battle with one message, then a vote drawn from a Bradley–Terry model.
+
+    The user's latent taste is `strengths` (submission id → log-strength): side A wins with probability
+    1 / (1 + exp(s_B - s_A)). A real user judges the two replies; this test double stands in for that
+    judgement by peeking at which submission answers each side through the store before voting, which the
+    app never can (the routes reveal the models only after the vote). Each battle is a new user, so no vote
+    is excluded as a repeat of the same pair by the same user.
+    """
+    persona = _persona(user_index)
+    request = {key: persona[key] for key in ("user_name", "bot_name", "memory", "prompt")}
+    battle = _ok(beta.post("/beta/battles", json={**request, "user_id": f"arena-user-{user_index}"}))
+    battle_id = battle["battle_id"]
+    message = {"message": OPENERS[user_index % len(OPENERS)]}
+    _ok(beta.post(f"/beta/battles/{battle_id}/messages", json=message))
+    with store.session() as session:
+        side_a = session.get(Conversation, battle["conversation_a_id"]).submission_id
+        side_b = session.get(Conversation, battle["conversation_b_id"]).submission_id
+    p_a = 1 / (1 + math.exp(strengths.get(side_b, 0.0) - strengths.get(side_a, 0.0)))
+    winner = "a" if rng.random() < p_a else "b"
+    outcome = _ok(beta.post(f"/beta/battles/{battle_id}/vote", json={"winner": winner}))
+    revealed_a, revealed_b = outcome["model_a"]["submission_id"], outcome["model_b"]["submission_id"]
+    return SimulatedBattle(battle_id, winner, outcome["counted"], revealed_a, revealed_b)

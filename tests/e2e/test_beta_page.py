@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -31,21 +31,11 @@ from guanaco_dagster.ports import free_port
 from guanaco_dagster.store.models import Battle, BattleVote, Conversation, Message, Submission, utcnow
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import transition
+from tests.fixtures.browser import chromium_context
 from tests.fixtures.service import ServiceFixture, running_service
 
 pytestmark = [pytest.mark.vllm]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 # A model reply on a loaded 2-core machine can take a while.
@@ -70,21 +60,9 @@ def page_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceFi
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     """Debian's chromium, headless, with a fresh profile."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium: `apt-get install -y chromium`")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport=PHONE,
-        )
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile"), PHONE) as context:
         context.set_default_timeout(WAIT_MS)
-        try:
-            yield context
-        finally:
-            context.close()
+        yield context
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Screenshots land in the test's tmp folder, or in `GUANACO_UI_SCREENSHOTS` when t
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,21 +26,11 @@ from guanaco_dagster.submissions.developers import get_or_create_developer
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import SubmissionRequest, create_submission, get_submission
 from guanaco_dagster.testing.watch import wait_for_outcome
+from tests.fixtures.browser import chromium_context
 from tests.fixtures.platform import embedded_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm]
 
-# Debian's package; Playwright drives it as it is (its own browser download is not used).
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MISSING_REPO = "guanaco-tests/no-such-model"
 UNFINISHED = [
     DagsterRunStatus.QUEUED,
@@ -105,24 +94,11 @@ def two_submissions(hub_server, s3_server, tmp_path_factory) -> Iterator[TwoSubm
 
 @pytest.fixture(scope="module")
 def browser_page(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no Chromium browser: install Debian's `chromium` package (make install does, as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
     profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1600, "height": 1000},
-        )
+    with chromium_context(profile, {"width": 1600, "height": 1000}) as context:
         page = context.new_page()
         page.set_default_timeout(PAGE_TIMEOUT_MS)
-        try:
-            yield page
-        finally:
-            context.close()
+        yield page
 
 
 @pytest.fixture(scope="module")
