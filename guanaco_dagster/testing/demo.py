@@ -1,4 +1,5 @@
-"""The end-to-end demo: a sample model goes from a loopback Hub to deployed to its first feedback report.
+"""The end-to-end demo: a sample model goes from a loopback Hub to deployed to its first feedback report;
+then a challenger is deployed, simulated users battle the two, and the leaderboard shows both ratings.
 
 Run with `make demo` (or `python -m guanaco_dagster.testing.demo [--exit]`). Nothing leaves this machine.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,8 @@ from rich.markup import escape
 
 from guanaco_dagster.cli.client import GuanacoClient
 from guanaco_dagster.cli.console import StageProgress, summary_table, waterfall_table
+from guanaco_dagster.cli.feedback import leaderboard_table
+from guanaco_dagster.cli.frames import leaderboard_frame
 from guanaco_dagster.embedded.platform import EmbeddedPlatform
 from guanaco_dagster.settings import load_settings
 from guanaco_dagster.store.database import Store
@@ -24,7 +28,7 @@ from guanaco_dagster.submissions.developers import issue_key
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import get_submission
 from guanaco_dagster.submissions.waterfall import stage_waterfall
-from guanaco_dagster.testing.beta_users import simulate_user_over_http
+from guanaco_dagster.testing.beta_users import simulate_battle_over_http, simulate_user_over_http
 from guanaco_dagster.testing.hub_server import HubServer, publish_repo
 from guanaco_dagster.testing.sample_model import TinyModelSpec, build_tiny_llama
 from guanaco_dagster.testing.watch import (
@@ -35,6 +39,11 @@ from guanaco_dagster.testing.watch import (
 )
 
 SAMPLE_REPO = "guanaco-demo/tiny-chat-llama"
+# The arena's challenger: another seed and less training, so users tend to prefer the first model.
+CHALLENGER_REPO = "guanaco-demo/tiny-chat-llama-challenger"
+CHALLENGER_SPEC = TinyModelSpec(seed=1, train_steps=100)
+# The simulated arena users' latent Bradley–Terry log-strengths: the first model, the challenger.
+LATENT_STRENGTHS = (0.7, 0.0)
 
 
 def _parse_args() -> argparse.Namespace:
@@ -43,14 +52,15 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI (dagster-webserver) port")
     parser.add_argument("--service-port", type=int, default=8080, help="Guanaco HTTP service port")
     parser.add_argument("--users", type=int, default=6, help="simulated beta users")
+    parser.add_argument("--battles", type=int, default=40, help="simulated arena battles")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for each phase")
     return parser.parse_args()
 
 
-def _sample_model(home: Path) -> Path:
-    folder = home / "sample-model"
+def _sample_model(home: Path, name: str = "sample-model", spec: TinyModelSpec | None = None) -> Path:
+    folder = home / name
     if not (folder / "model.safetensors").exists():
-        build_tiny_llama(folder, TinyModelSpec(train_steps=300))
+        build_tiny_llama(folder, spec or TinyModelSpec(train_steps=300))
     return folder
 
 
@@ -61,6 +71,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> dict:
     console.print(f"home: {settings.home}  store: {settings.resolved_database_url}")
     with console.status("building the sample model offline (tiny Llama, tokenizer trained locally)…"):
         publish_repo(settings.home / "hub", SAMPLE_REPO, _sample_model(settings.home))
+        challenger = _sample_model(settings.home, "challenger-model", CHALLENGER_SPEC)
+        publish_repo(settings.home / "hub", CHALLENGER_REPO, challenger)
     with HubServer(settings.home / "hub") as hub:
         console.print(f"Hub-protocol server: {hub.endpoint} serving {SAMPLE_REPO}")
         with console.status("starting S3 cache (SeaweedFS), Dagster daemon and webserver…"):
@@ -128,6 +140,9 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
         for user in range(1, args.users):
             simulate_user_over_http(beta, user)
     summary_doc, last_summary_at = wait_for_summary(store, submission_id, args.users, args.timeout)
+    # The arena starts only now: every figure above is the first model's alone.
+    challenger_id = client.submit({"model_repo": CHALLENGER_REPO, "hf_revision": "main"})
+    console.print(f"submitted the challenger [bold]{CHALLENGER_REPO}[/] as [bold]{challenger_id}[/]")
     with store.session() as session:
         rows = stage_waterfall(get_submission(session, submission_id))
     console.print(summary_table(summary_doc["summary"]))
@@ -160,6 +175,7 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
         "dagster_ui_url": platform.webserver_url,
     }
     report["service_url"] = platform.service_url
+    report.update(_arena(platform, store, client, (submission_id, challenger_id), args, console))
     console.print(
         f"\nThe same feedback through the CLI (service at {platform.service_url}):\n"
         f"  guanaco login --url {platform.service_url} --key {key}\n"
@@ -176,6 +192,56 @@ def _journey(platform: EmbeddedPlatform, home: Path, args: argparse.Namespace, c
         f"[bold]{summary_in_dagster_s:.1f} s[/]"
     )
     return report
+
+
+def _arena(
+    platform: EmbeddedPlatform,
+    store: Store,
+    client: GuanacoClient,
+    submission_ids: tuple[str, str],
+    args: argparse.Namespace,
+    console: Console,
+) -> dict:
+    """Once the challenger is deployed: simulated users battle the two models and vote by their latent
+    preference; the leaderboard shows the Bradley–Terry ratings beside the thumbs-up ratios."""
+    challenger_id = submission_ids[1]
+    with StageProgress(console) as progress:
+        status = wait_for_outcome(store, challenger_id, args.timeout, progress.update, platform.check_health)
+    if status == Status.FAILED:
+        with store.session() as session:
+            raise SystemExit(f"challenger failed: {get_submission(session, challenger_id).failure_reason}")
+    strengths = dict(zip(submission_ids, LATENT_STRENGTHS, strict=True))
+    console.print(
+        f"[green]challenger deployed[/] — {args.battles} simulated users battle the two models "
+        f"(latent strengths {strengths})"
+    )
+    started = time.monotonic()
+    rng = random.Random(0)
+    beta = httpx.Client(
+        base_url=platform.service_url or "",
+        headers={"Authorization": f"Bearer {platform.beta_token}"},
+        timeout=args.timeout,
+    )
+    with beta:
+        battles = [
+            simulate_battle_over_http(beta, store, user, rng, strengths) for user in range(args.battles)
+        ]
+        # Thumbs feedback after the arena too, so both models have a thumbs-up ratio beside their rating.
+        for user in range(args.users):
+            simulate_user_over_http(beta, args.users + user)
+    board = client.leaderboard()
+    console.print(leaderboard_table(leaderboard_frame(board)))
+    console.print(
+        f"{sum(b.counted for b in battles)} of {len(battles)} battle votes counted "
+        f"in {time.monotonic() - started:.1f} s (votes are drawn before the reveal)"
+    )
+    return {
+        "challenger_submission_id": challenger_id,
+        "challenger_repo": CHALLENGER_REPO,
+        "latent_strengths": strengths,
+        "battles": [vars(battle) for battle in battles],
+        "leaderboard": [row.to_dict() for row in board.values()],
+    }
 
 
 def _since(start: datetime, end: datetime) -> float:
