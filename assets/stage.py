@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dagster import AssetExecutionContext, AssetObservation, Failure, MetadataValue, RetryRequested
+from dagster import (
+    AssetExecutionContext,
+    AssetObservation,
+    Failure,
+    MetadataValue,
+    RetryRequested,
+)
+from dagster._core.errors import DagsterInvalidPropertyError
 
 from guanaco_dagster.store.database import Store
 from guanaco_dagster.store.models import SubmissionEvent
@@ -98,9 +105,15 @@ def _show_failure_on_partition(
     lists it under "View all historical events" and the asset's Events tab shows it with its description.
     `log_event` writes it at once, so it is kept although the step fails right after.
     """
+    try:
+        asset_key = context.asset_key
+    except DagsterInvalidPropertyError:
+        # A context not bound to an asset (a stage invoked directly): the failure itself must still be
+        # reported, the UI annotation is all that is lost.
+        return
     context.log_event(
         AssetObservation(
-            asset_key=context.asset_key,
+            asset_key=asset_key,
             partition=context.partition_key,
             description=f"Failed: {reason}",
             metadata=metadata,
