@@ -72,13 +72,21 @@ def shipped_classifier() -> EmbeddingCategoriser:
         return _classifier
 
 
+# The one background load of the classifier in this process, once started.
+_warm_up: threading.Thread | None = None
+_warm_up_lock = threading.Lock()
+
+
 def warm_up(method: CategoryMethod) -> threading.Thread | None:
     """Load the embedding classifier in the background when `method` needs it (once per process)."""
-    if method == "rules" or _classifier is not None:
-        return None
-    thread = threading.Thread(target=shipped_classifier, name="feedback-categories-warm-up", daemon=True)
-    thread.start()
-    return thread
+    global _warm_up
+    # Not the classifier's lock: that one is held for the whole load, and a request must never wait on it.
+    with _warm_up_lock:
+        if method == "rules" or _classifier is not None or _warm_up is not None:
+            return None
+        _warm_up = threading.Thread(target=shipped_classifier, name="categories-warm-up", daemon=True)
+    _warm_up.start()
+    return _warm_up
 
 
 def categories_on_arrival(text: str, method: CategoryMethod) -> list[str] | None:

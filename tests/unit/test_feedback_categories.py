@@ -138,3 +138,20 @@ def test_feedback_arriving_before_the_model_is_loaded_is_left_to_the_summary(mon
     assert categories.categories_on_arrival("so boring", "both") is None
     assert warmed == ["both"]
     assert categories.categories_on_arrival("so boring", "rules") == ["boring"]
+
+
+def test_the_classifier_is_loaded_in_the_background_once_however_much_feedback_arrives(monkeypatch):
+    import threading
+
+    from guanaco_dagster.feedback import categories
+
+    release, loads = threading.Event(), []
+    monkeypatch.setattr(categories, "_classifier", None)
+    monkeypatch.setattr(categories, "_warm_up", None)
+    monkeypatch.setattr(categories, "shipped_classifier", lambda: loads.append(1) or release.wait(5))
+    first = categories.warm_up("both")
+    assert all(categories.categories_on_arrival("boring", "both") is None for _ in range(20))
+    assert categories.warm_up("both") is None and categories.warm_up("rules") is None
+    release.set()
+    first.join(5)
+    assert loads == [1]
