@@ -8,7 +8,7 @@ from assets.stage import submission_stage
 from assets.tensorized_artifact import tensorized_artifact
 from guanaco_dagster.stages.s3_cache import upload_artifact
 from guanaco_dagster.submissions.lifecycle import Status
-from resources import PipelineConfigResource, S3CacheResource, StoreResource
+from resources import DeployerResource, PipelineConfigResource, S3CacheResource, StoreResource
 from resources.leftovers import leftovers_of
 
 
@@ -23,9 +23,11 @@ def cached_s3_object(
     store: StoreResource,
     s3_cache: S3CacheResource,
     pipeline: PipelineConfigResource,
+    deployer: DeployerResource,
 ) -> MaterializeResult:
     """Upload the artifact (multipart, weights last); identical weights already cached are not re-sent."""
-    leftovers = leftovers_of(s3_cache=s3_cache, pipeline=pipeline)
+    # The deployer too: a failure here stops the server prestarted for this submission.
+    leftovers = leftovers_of(deployer=deployer, s3_cache=s3_cache, pipeline=pipeline)
     with submission_stage(context, store.store, Status.UPLOADING, leftovers) as stage:
         staged = pipeline.staging.tensorized_dir(stage.submission_id)
         cached = upload_artifact(s3_cache.client(), s3_cache.bucket, staged, stage.handoff.artifact_sha256)

@@ -10,19 +10,28 @@ from assets.stage import submission_stage
 from guanaco_dagster.stages.weight_checks import check_model_dir
 from guanaco_dagster.submissions.chat_format import resolved_chat_format
 from guanaco_dagster.submissions.lifecycle import Status
-from resources import HubResource, PipelineConfigResource, StoreResource
+from resources import DeployerResource, HubResource, PipelineConfigResource, StoreResource
 from resources.leftovers import leftovers_of
 
 
 @asset(partitions_def=submissions_partitions, group_name="submission_pipeline", kinds={"huggingface"})
 def raw_weights(
-    context: AssetExecutionContext, store: StoreResource, hub: HubResource, pipeline: PipelineConfigResource
+    context: AssetExecutionContext,
+    store: StoreResource,
+    hub: HubResource,
+    pipeline: PipelineConfigResource,
+    deployer: DeployerResource,
 ) -> MaterializeResult:
-    """Download the submission's repository at its revision (safetensors only) and check it is servable."""
-    leftovers = leftovers_of(pipeline=pipeline)
+    """Download the submission's repository at its revision (safetensors only) and check it is servable.
+
+    The submission's inference server is prestarted first, so vLLM's imports overlap the intake; a failed
+    check (here or in a later intake stage) stops it with the rest of the leftovers.
+    """
+    leftovers = leftovers_of(deployer=deployer, pipeline=pipeline)
     with submission_stage(
         context, store.store, Status.DOWNLOADING, leftovers, attempts=hub.hub_retries
     ) as stage:
+        prestarted = prestart_server(context, deployer, stage.submission_id)
         dest = pipeline.staging.raw_dir(stage.submission_id)
         shutil.rmtree(dest, ignore_errors=True)
         download = hub.download(
@@ -37,4 +46,14 @@ def raw_weights(
             resolved_revision=download.commit_sha,
             chat_format=resolved_chat_format(stage.handoff.chat_format, report.chat_template),
         )
-    return MaterializeResult(metadata=download_metadata(stage.handoff, download, report, pipeline))
+    metadata = download_metadata(stage.handoff, download, report, pipeline)
+    return MaterializeResult(metadata={**metadata, "server_prestarted": prestarted})
+
+
+def prestart_server(context: AssetExecutionContext, deployer: DeployerResource, submission_id: str) -> bool:
+    """Prestart the submission's server; a failure to do so only costs speed (deploy starts it)."""
+    try:
+        return deployer.prestart(submission_id)
+    except Exception as error:  # noqa: BLE001 - an optimisation must never fail the intake
+        context.log.warning(f"could not prestart the inference server (deploy will start it): {error}")
+        return False

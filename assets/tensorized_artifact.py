@@ -12,7 +12,7 @@ from guanaco_dagster.stages.tensorize import artifact_digest, tensorize_model
 from guanaco_dagster.submissions.chat_template import platform_chat_template
 from guanaco_dagster.submissions.formatter import PromptFormatter
 from guanaco_dagster.submissions.lifecycle import Status
-from resources import PipelineConfigResource, StoreResource
+from resources import DeployerResource, PipelineConfigResource, StoreResource
 from resources.leftovers import leftovers_of
 
 
@@ -23,11 +23,16 @@ from resources.leftovers import leftovers_of
     kinds={"pytorch"},
 )
 def tensorized_artifact(
-    context: AssetExecutionContext, store: StoreResource, pipeline: PipelineConfigResource
+    context: AssetExecutionContext,
+    store: StoreResource,
+    pipeline: PipelineConfigResource,
+    deployer: DeployerResource,
 ) -> MaterializeResult:
     """Serialize the state dict with tensorizer and read it back once with hash verification; a model that
     ships no chat template gets one built from the submission's formatter."""
-    with submission_stage(context, store.store, Status.TENSORIZING, leftovers_of(pipeline=pipeline)) as stage:
+    # The deployer too: a failure here stops the server prestarted for this submission.
+    leftovers = leftovers_of(deployer=deployer, pipeline=pipeline)
+    with submission_stage(context, store.store, Status.TENSORIZING, leftovers) as stage:
         out_dir = pipeline.staging.tensorized_dir(stage.submission_id)
         shutil.rmtree(out_dir, ignore_errors=True)
         raw_dir = pipeline.staging.raw_dir(stage.submission_id)

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
@@ -53,6 +54,7 @@ from benchmarks.fixtures import (
     hub_serving,
     read_timeline,
     sample_model,
+    served_vllm_argv,
     vllm_process,
     wait_for_first_sensor_tick,
 )
@@ -103,10 +105,10 @@ def _poll(check: Any, timeout_s: float, what: str, interval_s: float = 0.1) -> A
     raise TimeoutError(f"{what} not seen within {timeout_s:.0f} s")
 
 
-def running_vllm_command(endpoint_url: str) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment of the vLLM process behind `endpoint_url` (our deployed server)."""
+def running_vllm_command(endpoint_url: str, log_path: Path) -> tuple[list[str], dict[str, str]]:
+    """The vLLM command line our deployed server behind `endpoint_url` runs, and its environment."""
     process = vllm_process(endpoint_url)
-    return process.cmdline(), process.environ()
+    return [sys.executable, "-m", VLLM_SERVER_MODULE, *served_vllm_argv(log_path)], process.environ()
 
 
 def plain_vllm_command(our_argv: list[str], model: SampleModel, port: int) -> list[str]:
@@ -197,7 +199,7 @@ def measure_submission(
             session.query(Feedback.created_at).filter_by(conversation_id=chat.conversation_id).scalar()
         )
         endpoint_url = get_submission(session, submission_id).endpoint_url
-    our_argv, our_env = running_vllm_command(endpoint_url)
+    our_argv, our_env = running_vllm_command(endpoint_url, platform.deployer().log_path(submission_id))
     runs = dagster_runs(platform, submission_id)
     metadata = asset_metadata(platform, submission_id)
     # Retire it: its server stops and routing sends the next beta user to the next model.

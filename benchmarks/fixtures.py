@@ -7,6 +7,7 @@ deterministic), so only the first run pays for building them; every platform get
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -395,18 +396,36 @@ def asset_metadata(platform: Any, submission_id: str) -> dict[str, dict[str, Any
 # Model servers --------------------------------------------------------------------------------------
 
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+SERVE_MODULE = "inference.serve"
+VLLM_ARGUMENTS_LOGGED = "vLLM arguments: "
 
 
-def vllm_process(endpoint_url: str) -> Any:
-    """The vLLM API-server process (psutil) behind `endpoint_url` (http://host:port/v1)."""
+def server_process(endpoint_url: str) -> Any:
+    """Our model server (psutil: the `inference.serve` supervisor) behind `endpoint_url` (http://host:port/v1)."""
     import psutil
 
     port = endpoint_url.rsplit(":", 1)[1].split("/")[0]
     for process in psutil.process_iter(["cmdline"]):
         argv = process.info["cmdline"] or []
-        if VLLM_SERVER_MODULE in argv and "--port" in argv and argv[argv.index("--port") + 1] == port:
+        if SERVE_MODULE in argv and "--port" in argv and argv[argv.index("--port") + 1] == port:
             return process
-    raise LookupError(f"no vLLM process serves {endpoint_url}")
+    raise LookupError(f"no model server serves {endpoint_url}")
+
+
+def vllm_process(endpoint_url: str) -> Any:
+    """The vLLM API-server process behind `endpoint_url`: the supervisor's child (`inference.warm_vllm`)."""
+    children = server_process(endpoint_url).children()
+    if not children:
+        raise LookupError(f"the model server of {endpoint_url} runs no vLLM")
+    return children[0]
+
+
+def served_vllm_argv(log_path: Path) -> list[str]:
+    """The vLLM server arguments a model server logged when it handed them to its warm vLLM process."""
+    for line in Path(log_path).read_text(errors="replace").splitlines():
+        if VLLM_ARGUMENTS_LOGGED in line:
+            return json.loads(line.split(VLLM_ARGUMENTS_LOGGED, 1)[1])
+    raise LookupError(f"no vLLM arguments in {log_path}")
 
 
 def server_pss_bytes(endpoint_url: str) -> int:
@@ -414,8 +433,7 @@ def server_pss_bytes(endpoint_url: str) -> int:
     process's parent), vLLM's API server and its engine/worker children."""
     import psutil
 
-    server = vllm_process(endpoint_url)
-    root = server.parent() or server
+    root = server_process(endpoint_url)
     total = 0
     for process in (root, *root.children(recursive=True)):
         try:

@@ -3,6 +3,12 @@
     python -m inference.serve --artifact-uri s3://bucket/models/<sha>/ --host 127.0.0.1 --port 8000 \\
         --served-model-name my-model [--dtype float32] [--kv-cache-gib 1 | --kv-cache-tokens 16384] \\
         [--max-model-len 2048] [--uni-executor] [--watch-pid PID]
+    python -m inference.serve --artifact-from FILE --port 8000 ...   # prestarted: the artifact comes later
+
+vLLM starts importing at once (`inference.warm_vllm`), while the config files download, so the imports
+overlap the download. With `--artifact-from` they overlap whatever else the platform does first: the
+server waits (at most `--await-artifact-s`) for FILE, a JSON object of the options that name the artifact
+(`artifact_uri`, `served_model_name`, `max_model_len`, `kv_cache_tokens`), then serves it.
 
 The weights stream from S3 straight into vLLM through tensorizer. S3 endpoint and credentials come from
 AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_DEFAULT_REGION. vLLM runs as a
@@ -29,20 +35,31 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from inference.artifact import ArtifactError, download_model_files, normalize_artifact_uri, weights_uri
 
 logger = logging.getLogger("guanaco.serve")
 
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+WARM_SERVER_MODULE = "inference.warm_vllm"
 STOP_GRACE_S = 10.0
+AWAIT_ARTIFACT_S = 900.0
+# What an `--artifact-from` file may set: the options that depend on the model, not on the machine.
+ARTIFACT_OPTIONS = ("artifact_uri", "served_model_name", "max_model_len", "kv_cache_tokens")
 EXIT_ARTIFACT_ERROR = 2
 _PR_SET_PDEATHSIG = 1
 
 
-def build_vllm_command(
+def build_vllm_command(*args: Any, python: str = sys.executable, **kwargs: Any) -> list[str]:
+    """The argv that runs vLLM's OpenAI server as its own program (`build_vllm_args` tells the options)."""
+    return [python, "-m", VLLM_SERVER_MODULE, *build_vllm_args(*args, **kwargs)]
+
+
+def build_vllm_args(
     model_dir: Path,
     tensorizer_uri: str,
     host: str,
@@ -50,21 +67,17 @@ def build_vllm_command(
     served_model_name: str,
     dtype: str = "float32",
     max_model_len: int = 2048,
-    python: str = sys.executable,
     extra_args: Sequence[str] = (),
     enforce_eager: bool = True,
     kv_cache_bytes: int | None = None,
     uni_executor: bool = False,
 ) -> list[str]:
-    """The argv that runs vLLM's OpenAI server on a local config folder with tensorizer weights.
+    """vLLM OpenAI server options for a local config folder with tensorizer weights.
 
     `kv_cache_bytes`: an exact KV cache size (else the environment's `VLLM_CPU_KVCACHE_SPACE` bounds it on
     CPU, and GPUs keep vLLM's own sizing); `uni_executor`: no worker process (see `build_vllm_env`).
     """
     return [
-        python,
-        "-m",
-        VLLM_SERVER_MODULE,
         "--model",
         str(model_dir),
         "--served-model-name",
@@ -225,10 +238,21 @@ def stop_process_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S)
     return process.wait()
 
 
+# The request a warm vLLM process waits for (`inference.warm_vllm`): its argv and environment additions.
+VllmRequest = dict[str, Any]
+
+
 def supervise(
-    command: Sequence[str], env: Mapping[str, str], watch: PidWatch | None, poll_s: float = 0.5
+    command: Sequence[str],
+    env: Mapping[str, str],
+    watch: PidWatch | None,
+    next_request: Callable[[], VllmRequest | None],
+    await_s: float = AWAIT_ARTIFACT_S,
+    poll_s: float = 0.5,
 ) -> int:
-    """Run `command` in its own process group until it exits, we are signalled, or `watch` dies."""
+    """Run the warm vLLM `command` in its own process group and hand it the request `next_request` returns
+    (polled until it is not None, at most `await_s`); then run it until it exits, we are signalled, or
+    `watch` dies. `next_request` raising ArtifactError stops everything with EXIT_ARTIFACT_ERROR."""
     stop_requested = threading.Event()
     reason: list[str] = []
 
@@ -239,14 +263,36 @@ def supervise(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         process = subprocess.Popen(
-            list(command), env=dict(env), start_new_session=True, preexec_fn=_die_with_parent
+            list(command),
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
-        logger.info("started vLLM (pid %d)", process.pid)
+        logger.info("started vLLM (pid %d); it imports while the artifact is found", process.pid)
+        awaiting_until = time.monotonic() + await_s
         while process.poll() is None:
+            if process.stdin is not None:
+                try:
+                    request = next_request()
+                except ArtifactError as error:
+                    logger.error("%s", error)
+                    stop_process_group(process)
+                    return EXIT_ARTIFACT_ERROR
+                if request is not None:
+                    logger.info("vLLM arguments: %s", json.dumps(request["argv"]))
+                    with contextlib.suppress(OSError):  # it died meanwhile: the loop sees its exit
+                        process.stdin.write((json.dumps(request) + "\n").encode())
+                        process.stdin.close()
+                    process.stdin = None
+                elif time.monotonic() > awaiting_until:
+                    reason.append(f"no artifact came within {await_s:.0f} s")
+                    stop_requested.set()
             if watch is not None and not watch.alive():
                 reason.append(f"watched pid {watch.pid} exited")
                 stop_requested.set()
-            if stop_requested.wait(poll_s):
+            # Poll faster while the artifact is awaited: it is on the critical path.
+            if stop_requested.wait(poll_s if process.stdin is None else min(poll_s, 0.05)):
                 logger.info("stopping vLLM: %s", reason[0] if reason else "requested")
                 stop_process_group(process)
                 return 0
@@ -268,10 +314,17 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options of the model server."""
     parser = argparse.ArgumentParser(prog="python -m inference.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--artifact-uri", required=True, help="s3://bucket/models/<sha256>/")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--artifact-uri", help="s3://bucket/models/<sha256>/")
+    source.add_argument(
+        "--artifact-from",
+        type=Path,
+        help=f"prestart: wait for this JSON file to name the artifact (keys: {', '.join(ARTIFACT_OPTIONS)})",
+    )
+    parser.add_argument("--await-artifact-s", type=float, default=AWAIT_ARTIFACT_S)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--served-model-name", required=True)
+    parser.add_argument("--served-model-name", default=None, help="required unless --artifact-from names it")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--kv-cache-gib", type=int, default=1, help="CPU KV cache size (GiB)")
     parser.add_argument(
@@ -295,11 +348,82 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run vLLM with --enforce-eager (right on CPU; use --no-eager on GPUs for CUDA graphs)",
     )
     parser.add_argument("vllm_args", nargs="*", help="further vLLM arguments, after `--`")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.artifact_uri and not args.served_model_name:
+        parser.error("--served-model-name is required with --artifact-uri")
+    return args
+
+
+def read_artifact_options(path: Path) -> dict[str, Any] | None:
+    """The options an `--artifact-from` file sets; None while it does not exist yet."""
+    try:
+        options = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ArtifactError(f"cannot read the artifact file {path}: {error}") from error
+    if not isinstance(options, dict) or not all(options.get(key) for key in ARTIFACT_OPTIONS[:2]):
+        raise ArtifactError(f"artifact file {path} must name artifact_uri and served_model_name")
+    unknown = set(options) - set(ARTIFACT_OPTIONS)
+    if unknown:
+        raise ArtifactError(f"artifact file {path} has unknown options: {', '.join(sorted(unknown))}")
+    return options
+
+
+def vllm_request(args: argparse.Namespace, model_dir: Path) -> VllmRequest:
+    """Download the artifact's config files to `model_dir`; the warm vLLM's arguments for serving it."""
+    artifact_uri = normalize_artifact_uri(args.artifact_uri)
+    try:
+        files = download_model_files(artifact_uri, model_dir, make_s3_client_from_env())
+    except ArtifactError:
+        raise
+    except Exception as error:  # botocore errors: endpoint down, bad credentials, missing bucket
+        raise ArtifactError(f"cannot read artifact {artifact_uri} from S3: {error}") from error
+    logger.info("downloaded %d config/tokenizer files of %s to %s", len(files), artifact_uri, model_dir)
+    cache_bytes, extra_env = None, {}
+    if args.kv_cache_tokens is not None:
+        cache_bytes = kv_cache_bytes(
+            json.loads((model_dir / "config.json").read_text()), args.kv_cache_tokens, args.dtype
+        )
+        size = f"{cache_bytes / 2**20:.1f} MiB" if cache_bytes else f"{args.kv_cache_gib} GiB (unclear)"
+        logger.info("KV cache for %d tokens: %s", args.kv_cache_tokens, size)
+        if cache_bytes is None:  # an architecture whose config does not say: the fixed size bounds it
+            extra_env["VLLM_CPU_KVCACHE_SPACE"] = str(args.kv_cache_gib)
+    argv = build_vllm_args(
+        model_dir,
+        weights_uri(artifact_uri),
+        args.host,
+        args.port,
+        args.served_model_name,
+        dtype=args.dtype,
+        max_model_len=args.max_model_len,
+        extra_args=args.vllm_args,
+        enforce_eager=args.eager,
+        kv_cache_bytes=cache_bytes,
+        uni_executor=args.uni_executor,
+    )
+    return {"argv": argv, "env": extra_env}
+
+
+def request_source(args: argparse.Namespace, model_dir: Path) -> Callable[[], VllmRequest | None]:
+    """What `supervise` polls: the request at once (`--artifact-uri`), or once the artifact file names it."""
+
+    def next_request() -> VllmRequest | None:
+        if args.artifact_from is not None:
+            options = read_artifact_options(args.artifact_from)
+            if options is None:
+                return None
+            for key, value in options.items():
+                setattr(args, key, value)
+            logger.info("artifact named by %s: %s", args.artifact_from, args.artifact_uri)
+        return vllm_request(args, model_dir)
+
+    return next_request
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Download the artifact's config files, then run and supervise vLLM; return its exit code."""
+    """Start vLLM's imports, find the artifact's config files, then run and supervise vLLM; return its
+    exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s guanaco-serve %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
     args = parse_args(argv)
@@ -307,7 +431,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if watch is not None and not watch.alive():
         logger.error("watched pid %d is not running; not starting", args.watch_pid)
         return 1
-    artifact_uri = normalize_artifact_uri(args.artifact_uri)
     # Until vLLM runs, a stop request just exits (through the `finally` that removes the temp folder).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_on_signal)
@@ -315,46 +438,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_dir, vllm_tmp_dir = work_dir / "model", work_dir / "tmp"
     vllm_tmp_dir.mkdir()
     try:
-        try:
-            files = download_model_files(artifact_uri, model_dir, make_s3_client_from_env())
-        except ArtifactError as error:
-            logger.error("%s", error)
-            return EXIT_ARTIFACT_ERROR
-        except Exception as error:  # botocore errors: endpoint down, bad credentials, missing bucket
-            logger.error("cannot read artifact %s from S3: %s", artifact_uri, error)
-            return EXIT_ARTIFACT_ERROR
-        logger.info("downloaded %d config/tokenizer files of %s to %s", len(files), artifact_uri, model_dir)
-        if watch is not None and not watch.alive():
-            logger.info("watched pid %d exited during the download; not starting vLLM", watch.pid)
-            return 0
-        cache_bytes = None
-        if args.kv_cache_tokens is not None:
-            cache_bytes = kv_cache_bytes(
-                json.loads((model_dir / "config.json").read_text()), args.kv_cache_tokens, args.dtype
-            )
-            size = f"{cache_bytes / 2**20:.1f} MiB" if cache_bytes else f"{args.kv_cache_gib} GiB (unclear)"
-            logger.info("KV cache for %d tokens: %s", args.kv_cache_tokens, size)
-        command = build_vllm_command(
-            model_dir,
-            weights_uri(artifact_uri),
-            args.host,
-            args.port,
-            args.served_model_name,
-            dtype=args.dtype,
-            max_model_len=args.max_model_len,
-            extra_args=args.vllm_args,
-            enforce_eager=args.eager,
-            kv_cache_bytes=cache_bytes,
-            uni_executor=args.uni_executor,
-        )
-        env = build_vllm_env(
-            os.environ, None if cache_bytes else args.kv_cache_gib, vllm_tmp_dir, args.uni_executor
-        )
+        # A fixed size now unless the cache is sized from the model's config once it is known.
+        fixed_gib = args.kv_cache_gib if args.kv_cache_tokens is None else None
+        env = build_vllm_env(os.environ, fixed_gib, vllm_tmp_dir, args.uni_executor)
         if "OMP_PLACES" in env and args.uni_executor:
             # What vLLM logs for its worker process; with `uni` the engine process runs the model.
             cores = env["OMP_PLACES"].strip("{}").replace(",", ", ")
             logger.info("model threads bound by OpenMP: core ids=[%s]", cores)
-        return supervise(command, env, watch)
+        command = [sys.executable, "-m", WARM_SERVER_MODULE]
+        return supervise(command, env, watch, request_source(args, model_dir), args.await_artifact_s)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 

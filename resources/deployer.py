@@ -10,6 +10,9 @@ from guanaco_dagster.deployment.local_config import LocalServerConfig
 from guanaco_dagster.stages.s3_client import S3Config
 from guanaco_dagster.stages.stress import StressConfig
 
+# How long a prestarted server waits for its artifact: intake of the largest allowed model, with margin.
+PRESTART_TIMEOUT_S = 1800.0
+
 
 class KubernetesDeployerConfig(Config, KubernetesConfig):
     """`GUANACO_K8S_*`, validated as the deployer reads it."""
@@ -41,11 +44,19 @@ class DeployerResource(ConfigurableResource, LocalServerConfig, S3Config, Stress
             kv_cache_sequences=self.stress_concurrency,
             max_model_len=self.vllm_max_model_len,
             startup_timeout_s=self.server_startup_timeout_s,
+            prestart_timeout_s=max(self.server_startup_timeout_s, PRESTART_TIMEOUT_S),
             platform_pid=self.platform_pid,
             # Model servers only read the cache: read-only keys where the operator configured them.
             s3_read_access_key=self.s3_read_access_key_id,
             s3_read_secret_key=self.s3_read_secret_access_key,
         )
+
+    def prestart(self, submission_id: str) -> bool:
+        """Start the submission's server ahead of its artifact (local servers, when `server_prestart`);
+        False when nothing was started. Kubernetes pods start when deployed."""
+        if self.kind != "local" or not self.server_prestart:
+            return False
+        return self.get_deployer().prestart(submission_id)
 
     def platform_max_model_len(self) -> int:
         """The longest context the platform serves: the configured deployer's --max-model-len."""

@@ -66,6 +66,11 @@ class Deployer(ABC):
     def list_submission_ids(self) -> list[str]:
         """Submissions this deployer has a server recorded for (running or not), sorted."""
 
+    def prestart(self, submission_id: str) -> bool:
+        """Start the submission's server before its artifact exists, so `deploy` waits less; False when
+        nothing was started (this deployer cannot, or a server already runs). `teardown` stops it."""
+        return False
+
     def last_log_lines(self, submission_id: str) -> str:
         """The end of the submission's server log, to tell why it died ('' when this deployer keeps none)."""
         return ""

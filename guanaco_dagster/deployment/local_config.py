@@ -21,6 +21,11 @@ class LocalServerConfig(BaseModel):
     server_startup_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a new server may take to answer its health check, seconds."
     )
+    server_prestart: bool = Field(
+        default=True,
+        description="Start each local server when its download starts, so vLLM's imports overlap the "
+        "download, checks, tensorizing and upload; it is stopped if any of them fails.",
+    )
     platform_pid: int | None = Field(
         default=None, description="Local servers exit when this process is gone (set by `guanaco up`)."
     )

@@ -155,6 +155,7 @@ class LocalProcessDeployer(Deployer):
         kv_cache_sequences: int = 8,
         uni_executor: bool = True,
         vllm_cache_dir: Path | None = None,
+        prestart_timeout_s: float = 900.0,
     ) -> None:
         """`s3_read_*`: read-only S3 credentials for the servers (default: the cache's own keys).
 
@@ -183,6 +184,7 @@ class LocalProcessDeployer(Deployer):
         self.kv_cache_sequences = kv_cache_sequences
         self.uni_executor = uni_executor
         self.vllm_cache_dir = Path(vllm_cache_dir) if vllm_cache_dir else self.state_dir / "vllm-cache"
+        self.prestart_timeout_s = prestart_timeout_s
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # Paths and records -------------------------------------------------------------------------------
@@ -303,17 +305,14 @@ class LocalProcessDeployer(Deployer):
         return sorted(ids)
 
     def deploy(self, spec: DeploymentSpec) -> Deployment:
-        """Start `inference.serve` for `spec` and wait until it answers; reuse a healthy running server."""
+        """Start `inference.serve` for `spec` and wait until it answers; reuse a healthy running server, or
+        hand the artifact to the server `prestart` started."""
         with self._locked(spec.submission_id):
-            state = self._read_state(spec.submission_id)
-            if state is not None:
-                if self._same_server(state, spec) and self._lasting(state):
-                    if self._healthy(state):
-                        return self._with_memory(self._deployment(state))
-                    # Started by an earlier call that did not finish waiting: wait for it now.
-                    return self._with_memory(self._wait_until_ready(spec, state))
-                self._stop(state)
-            return self._with_memory(self._wait_until_ready(spec, self._start(spec)))
+            state = self._running_for(spec)
+            if state is not None and state.get("startup_s") and self._healthy(state):
+                return self._with_memory(self._deployment(state))
+            # Started by an earlier call that did not finish waiting, or prestarted: wait for it now.
+            return self._with_memory(self._wait_until_ready(spec, state or self._start(spec)))
 
     def launch(self, spec: DeploymentSpec) -> None:
         """Start the server for `spec` without waiting; `deploy` (which waits) or `get` tell when it is up.
@@ -321,12 +320,36 @@ class LocalProcessDeployer(Deployer):
         Does nothing when a server for the same artifact and name is already recorded and alive.
         """
         with self._locked(spec.submission_id):
-            state = self._read_state(spec.submission_id)
+            if self._running_for(spec) is None:
+                self._start(spec)
+
+    def prestart(self, submission_id: str) -> bool:
+        """Start the submission's server before its artifact exists: vLLM imports while the weights are
+        downloaded, checked, tensorized and uploaded; `deploy` then names the artifact. The server exits
+        by itself if no artifact is named within `prestart_timeout_s`, and `teardown` stops it like any
+        other. False (nothing started) when the submission already has a live server."""
+        with self._locked(submission_id):
+            state = self._read_state(submission_id)
+            if state is not None and self._lasting(state):
+                return False
             if state is not None:
-                if self._same_server(state, spec) and self._lasting(state):
-                    return
                 self._stop(state)
-            self._start(spec)
+            self._start_server(submission_id, None)
+            return True
+
+    def _running_for(self, spec: DeploymentSpec) -> dict[str, Any] | None:
+        """The submission's live server record if it serves `spec` (naming the artifact to a prestarted
+        one); any other recorded server is stopped. Call under the submission's lock."""
+        state = self._read_state(spec.submission_id)
+        if state is None:
+            return None
+        if self._lasting(state):
+            if state.get("artifact_uri") is None:
+                return self._name_artifact(state, spec)
+            if self._same_server(state, spec):
+                return state
+        self._stop(state)
+        return None
 
     def teardown(self, submission_id: str) -> bool:
         """Stop the submission's server group and remove its record; False when none was recorded."""
@@ -375,26 +398,58 @@ class LocalProcessDeployer(Deployer):
 
     def serve_command(self, spec: DeploymentSpec, port: int) -> list[str]:
         """The argv of the model server process for `spec`."""
+        return [
+            *self._server_command(spec.submission_id, port),
+            "--artifact-uri",
+            spec.artifact_uri,
+            "--served-model-name",
+            spec.served_model_name,
+            *self.kv_cache_option(spec),
+            "--max-model-len",
+            str(self.served_max_model_len(spec)),
+        ]
+
+    def prestart_command(self, submission_id: str, port: int) -> list[str]:
+        """A prestarted server's argv: it imports vLLM, then waits until `artifact_file` names its model."""
+        fixed_cache = ["--kv-cache-gib", str(self.kv_cache_gib)] if self.kv_cache_gib is not None else []
+        return [
+            *self._server_command(submission_id, port),
+            "--artifact-from",
+            str(self.artifact_file(submission_id)),
+            "--await-artifact-s",
+            str(self.prestart_timeout_s),
+            *fixed_cache,
+        ]
+
+    def artifact_options(self, spec: DeploymentSpec) -> dict[str, Any]:
+        """What a prestarted server learns once the artifact exists (`inference.serve --artifact-from`)."""
+        options: dict[str, Any] = {
+            "artifact_uri": spec.artifact_uri,
+            "served_model_name": spec.served_model_name,
+            "max_model_len": self.served_max_model_len(spec),
+        }
+        if self.kv_cache_tokens(spec) is not None:
+            options["kv_cache_tokens"] = self.kv_cache_tokens(spec)
+        return options
+
+    def artifact_file(self, submission_id: str) -> Path:
+        """Where the deployer names the artifact to the server it prestarted."""
+        return self.work_path(submission_id) / "artifact.json"
+
+    def _server_command(self, submission_id: str, port: int) -> list[str]:
         command = [
             sys.executable,
             "-m",
             "inference.serve",
-            "--artifact-uri",
-            spec.artifact_uri,
             "--host",
             HOST,
             "--port",
             str(port),
-            "--served-model-name",
-            spec.served_model_name,
             "--dtype",
             self.dtype,
-            *self.kv_cache_option(spec),
-            "--max-model-len",
-            str(self.served_max_model_len(spec)),
             *(["--uni-executor"] if self.uni_executor else []),
         ]
-        work_dir = self.work_path(spec.submission_id)
+        work_dir = self.work_path(submission_id)
         work_dir.mkdir(parents=True, exist_ok=True)
         command += ["--work-dir", str(work_dir)]
         if self.platform_pid is not None:
@@ -429,21 +484,29 @@ class LocalProcessDeployer(Deployer):
         return in_use
 
     def _start(self, spec: DeploymentSpec) -> dict[str, Any]:
+        return self._start_server(spec.submission_id, spec)
+
+    def _start_server(self, submission_id: str, spec: DeploymentSpec | None) -> dict[str, Any]:
+        """Start the server of `spec`, or (spec None) a prestarted one that waits for its artifact."""
         # One lock for the whole folder (not named like a `<submission>.lock`): two deploys at once must
         # not both pick the idle core.
         with self._file_lock("cpu-cores.flock"):
             cores = None
             if self.cores_per_server:
                 cores = choose_cores(available_cores(), self._cores_in_use(), self.cores_per_server)
-            return self._spawn(spec, cores)
+            return self._spawn(submission_id, spec, cores)
 
-    def _spawn(self, spec: DeploymentSpec, cores: list[int] | None) -> dict[str, Any]:
+    def _spawn(
+        self, submission_id: str, spec: DeploymentSpec | None, cores: list[int] | None
+    ) -> dict[str, Any]:
         port = free_port()
-        log_path = self.log_path(spec.submission_id)
+        log_path = self.log_path(submission_id)
         env = self.server_environment(cores)
+        self.artifact_file(submission_id).unlink(missing_ok=True)
+        command = self.serve_command(spec, port) if spec else self.prestart_command(submission_id, port)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                self.serve_command(spec, port),
+                command,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -455,24 +518,43 @@ class LocalProcessDeployer(Deployer):
             )
         self._children[process.pid] = process
         state = {
-            "submission_id": spec.submission_id,
+            "submission_id": submission_id,
             "pid": process.pid,
             "pid_start_ticks": process_start_ticks(process.pid),
             "port": port,
             "endpoint_url": f"http://{HOST}:{port}/v1",
-            "artifact_uri": spec.artifact_uri,
-            "served_model_name": spec.served_model_name,
+            "artifact_uri": None,
+            "served_model_name": None,
             "started_at": datetime.now(UTC).isoformat(),
             "started_monotonic": time.monotonic(),
             "log_path": str(log_path),
             "startup_s": None,
             "cpu_cores": cores,
-            "max_model_len": self.served_max_model_len(spec),
-            "kv_cache_tokens": self.kv_cache_tokens(spec),
             "kv_cache_gib": self.kv_cache_gib,
             "watch_pid": self.platform_pid,
             "watch_pid_start_ticks": process_start_ticks(self.platform_pid) if self.platform_pid else None,
         }
+        if spec is not None:
+            state.update(self._spec_state(spec))
+        self._write_state(submission_id, state)
+        return state
+
+    def _spec_state(self, spec: DeploymentSpec) -> dict[str, Any]:
+        """The parts of a server record that say which model it serves."""
+        return {
+            "artifact_uri": spec.artifact_uri,
+            "served_model_name": spec.served_model_name,
+            "max_model_len": self.served_max_model_len(spec),
+            "kv_cache_tokens": self.kv_cache_tokens(spec),
+        }
+
+    def _name_artifact(self, state: dict[str, Any], spec: DeploymentSpec) -> dict[str, Any]:
+        """Tell a prestarted server which artifact to serve (an atomic write: it polls for the file)."""
+        path = self.artifact_file(spec.submission_id)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.artifact_options(spec)))
+        temporary.replace(path)
+        state.update(self._spec_state(spec), named_monotonic=time.monotonic())
         self._write_state(spec.submission_id, state)
         return state
 
@@ -519,7 +601,9 @@ class LocalProcessDeployer(Deployer):
             problem = self._smoke_test(state)
             if problem:
                 raise self._fail(state, f"is up but cannot generate ({problem})")
-        state["startup_s"] = round(time.monotonic() - state.get("started_monotonic", started), 3)
+        # A prestarted server's start-up counts from when it was told its artifact: the rest overlapped.
+        began = state.get("named_monotonic") or state.get("started_monotonic", started)
+        state["startup_s"] = round(time.monotonic() - began, 3)
         self._write_state(spec.submission_id, state)
         return self._deployment(state)
 

@@ -153,11 +153,14 @@ def test_get_finds_the_running_deployment_and_nothing_for_unknown_ids(served_tin
     assert served_tiny_model.spec.submission_id in deployer.list_submission_ids()
 
 
+@pytest.mark.parametrize("prestarted", [False, True], ids=["started-by-deploy", "prestarted"])
 def test_missing_artifact_fails_with_a_readable_reason_and_leaves_nothing_running(
-    s3_server: S3Info, tmp_path: Path
+    s3_server: S3Info, tmp_path: Path, prestarted: bool
 ) -> None:
     deployer = make_test_deployer(s3_server, tmp_path / "servers")
     missing_uri = f"s3://{s3_server.bucket}/models/{'f' * 64}/"
+    if prestarted:
+        assert deployer.prestart("broken-artifact") is True
 
     with pytest.raises(DeploymentError) as failure:
         deployer.deploy(DeploymentSpec("broken-artifact", missing_uri, "broken"))
@@ -222,6 +225,75 @@ def test_server_exits_when_the_watched_platform_process_dies(
     finally:
         platform.kill()
         deployer.teardown("watched")
+
+
+def _server_log(deployer: LocalProcessDeployer, submission_id: str) -> str:
+    return deployer.log_path(submission_id).read_text(errors="replace")
+
+
+def test_a_prestarted_server_imports_vllm_first_and_serves_once_deploy_names_its_artifact(
+    s3_server: S3Info, tiny_artifact_uri: str, tmp_path: Path
+) -> None:
+    deployer = make_test_deployer(s3_server, tmp_path / "servers")
+    spec = DeploymentSpec("prestarted", tiny_artifact_uri, "prestarted")
+    try:
+        prestarted_at = time.monotonic()
+        assert deployer.prestart("prestarted") is True
+        assert deployer.prestart("prestarted") is False  # one server per submission
+        pid = json.loads(deployer.state_path("prestarted").read_text())["pid"]
+        # vLLM imports before anyone knows the model, and serves nothing meanwhile.
+        wait_until(lambda: "vLLM imported" in _server_log(deployer, "prestarted"), 180, what="vLLM imports")
+        imports_s = time.monotonic() - prestarted_at
+        assert deployer.get("prestarted") is None
+
+        deployment = deployer.deploy(spec)
+
+        assert deployment.details["pid"] == pid  # the prestarted server, not a new one
+        completion = httpx.post(
+            f"{deployment.endpoint_url}/completions",
+            json={"model": "prestarted", "prompt": "Hello", "max_tokens": 3},
+            timeout=60,
+        )
+        assert completion.status_code == 200, completion.text
+        log = _server_log(deployer, "prestarted")
+        assert "engine processes fork from a preloaded forkserver" in log
+        assert f"artifact named by {deployer.artifact_file('prestarted')}: {tiny_artifact_uri}" in log
+        # Its start-up counts from the naming: the imports before it were off the critical path.
+        assert 0 < deployment.startup_s < time.monotonic() - prestarted_at - imports_s
+    finally:
+        deployer.teardown("prestarted")
+
+
+def test_a_prestarted_server_whose_intake_fails_is_stopped_by_teardown_and_leaves_nothing(
+    s3_server: S3Info, tmp_path: Path
+) -> None:
+    deployer = make_test_deployer(s3_server, tmp_path / "servers")
+    deployer.prestart("failed-intake")
+    pid = json.loads(deployer.state_path("failed-intake").read_text())["pid"]
+    wait_until(lambda: len(process_tree(pid)) >= 2, timeout_s=60, what="vLLM child process")
+    groups = server_process_groups(pid)
+
+    assert deployer.teardown("failed-intake") is True
+
+    assert _running(groups) == []
+    assert not deployer.work_path("failed-intake").exists()
+    assert deployer.list_submission_ids() == []
+
+
+def test_a_prestarted_server_never_named_an_artifact_exits_by_itself(
+    s3_server: S3Info, tmp_path: Path
+) -> None:
+    deployer = make_test_deployer(s3_server, tmp_path / "servers", prestart_timeout_s=2.0)
+    deployer.prestart("abandoned")
+    pid = json.loads(deployer.state_path("abandoned").read_text())["pid"]
+    wait_until(lambda: len(process_tree(pid)) >= 2, timeout_s=60, what="vLLM child process")
+    groups = server_process_groups(pid)
+
+    wait_until(lambda: _running(groups) == [], timeout_s=60, what="the abandoned server's exit")
+
+    assert "stopping vLLM: no artifact came within 2 s" in _server_log(deployer, "abandoned")
+    assert deployer.get("abandoned") is None
+    deployer.teardown("abandoned")
 
 
 def test_teardown_all_forgets_every_recorded_server(s3_server: S3Info, tmp_path: Path) -> None:
