@@ -2,7 +2,7 @@
 
 import shutil
 
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from assets.metadata import download_metadata
 from assets.partitions import submissions_partitions
@@ -12,6 +12,9 @@ from guanaco_dagster.submissions.chat_format import resolved_chat_format
 from guanaco_dagster.submissions.lifecycle import Status
 from resources import DeployerResource, HubResource, PipelineConfigResource, StoreResource
 from resources.leftovers import leftovers_of
+
+# Named, not imported: live_deployment's module imports this one.
+LIVE_DEPLOYMENT = AssetKey("live_deployment")
 
 
 @asset(partitions_def=submissions_partitions, group_name="submission_pipeline", kinds={"huggingface"})
@@ -31,7 +34,7 @@ def raw_weights(
     with submission_stage(
         context, store.store, Status.DOWNLOADING, leftovers, attempts=hub.hub_retries
     ) as stage:
-        prestarted = prestart_server(context, deployer, stage.submission_id)
+        prestarted = run_deploys(context) and prestart_server(context, deployer, stage.submission_id)
         dest = pipeline.staging.raw_dir(stage.submission_id)
         shutil.rmtree(dest, ignore_errors=True)
         download = hub.download(
@@ -48,6 +51,11 @@ def raw_weights(
         )
     metadata = download_metadata(stage.handoff, download, report, pipeline)
     return MaterializeResult(metadata={**metadata, "server_prestarted": prestarted})
+
+
+def run_deploys(context: AssetExecutionContext) -> bool:
+    """Does this run go on to deploy? (An operator may materialize the intake alone: nothing to prestart.)"""
+    return LIVE_DEPLOYMENT in context.job_def.asset_layer.selected_asset_keys
 
 
 def prestart_server(context: AssetExecutionContext, deployer: DeployerResource, submission_id: str) -> bool:

@@ -273,6 +273,12 @@ def waterfall_segments(
         ("submit → pipeline run created", "dagster", run_created_s),
         ("run queued → run started", "dagster", run_started_s),
     ]
+    previous = 0.0
+    if run_created_s < 0:
+        # The service launches the run inside the submit request: it exists before `guanaco submit` returns,
+        # so the first segment starts there, before 0.
+        moments = [("run created (inside `guanaco submit`) → run started", "dagster", run_started_s)]
+        previous = run_created_s
     for name, start, duration in stages:
         moments.append((f"waiting for {name}", "dagster", start))
         moments.append((name, "work", start + duration))
@@ -290,7 +296,7 @@ def waterfall_segments(
         ]
     else:  # summarised by a run that existed before the feedback arrived
         moments.append(("feedback → feedback_summary materialised", "dagster", summary_s))
-    segments, previous = [], 0.0
+    segments = []
     for label, kind, moment in moments:
         if moment is None:
             continue

@@ -11,6 +11,7 @@ from guanaco_dagster.deployment.kubernetes_config import KubernetesSettings
 from guanaco_dagster.settings import Settings
 from guanaco_dagster.submissions.reconciler import ReconcilerSettings
 from resources.config import configured, settings_value
+from resources.dagster_webserver import DagsterWebserverResource
 from resources.deployer import DeployerResource, KubernetesDeployerConfig
 from resources.feedback_categories import FeedbackCategoryResource
 from resources.health import HealthResource
@@ -57,6 +58,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "reconciler": ReconcilerResource(**ReconcilerSettings().model_dump()),
         "health": HealthResource(**HealthSettings().model_dump()),
+        "dagster_webserver": DagsterWebserverResource(graphql_url=settings.dagster_graphql_url),
     }
 
 
@@ -66,6 +68,7 @@ def resource_definitions(settings: Settings) -> Definitions:
 
 
 __all__ = [
+    "DagsterWebserverResource",
     "DeployerResource",
     "HealthResource",
     "HubResource",

@@ -19,7 +19,6 @@ from assets.latency_report import latency_report
 from assets.live_deployment import live_deployment
 from assets.partitions import submissions_partitions
 from guanaco_dagster.service.dagster_runs import PARTITION_TAG, DagsterRuns, DagsterUnavailable
-from guanaco_dagster.settings import load_settings
 from resources import PrivacyResource, StoreResource
 from resources.feedback_categories import FeedbackCategoryResource
 
@@ -44,13 +43,12 @@ UNTIL_DEPLOYED = [asset.key for asset in PIPELINE_ASSETS if asset.key != latency
 STRESS_TEST = [latency_report.key, feedback_summary.key]
 
 
-
-@success_hook
+@success_hook(required_resource_keys={"dagster_webserver"})
 def launch_stress_test_at_once(context: HookContext) -> None:
     """Launch the stress-test run now rather than a stress-test sensor tick after this run ends (~5 s).
 
-    Through the webserver (GUANACO_DAGSTER_GRAPHQL_URL), tagged with the sensor's name and run key, so the
-    sensor finds it and launches no second one; without a webserver the sensor launches it as before.
+    Through the webserver (the `dagster_webserver` resource), tagged with the sensor's name and run key, so
+    the sensor finds it and launches no second one; without a webserver the sensor launches it as before.
     """
     if context.op.name != live_deployment.key.to_user_string():
         return
@@ -59,7 +57,7 @@ def launch_stress_test_at_once(context: HookContext) -> None:
     submission_id = run.tags.get(PARTITION_TAG) if run else None
     if not submission_id or live_deployment.key not in selection or latency_report.key in selection:
         return
-    url = load_settings().dagster_graphql_url
+    url = context.resources.dagster_webserver.graphql_url
     if not url:
         return
     try:

@@ -28,6 +28,7 @@ from guanaco_dagster.store.models import Submission
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import get_submission
 from tests.fixtures.pipeline import InProcessPipeline, edit_config, model_object_keys, model_variant
+from tests.fixtures.vllm import processes_mentioning
 
 # ---------------------------------------------------------------------------------------------------------
 # The catalogue
@@ -198,6 +199,9 @@ def test_bad_submission_fails_with_an_actionable_reason_and_leaves_nothing_behin
     assert uploads.get("Uploads", []) == []
     assert pipeline.recorded_servers() == []
     assert not (pipeline.settings.work_dir / submission_id).exists()
+    # The server prestarted when the download began (its log stays) was stopped with the rest.
+    assert pipeline.deployer().log_path(submission_id).exists()
+    assert processes_mentioning(str(pipeline.deployer().work_path(submission_id))) == []
     # The Dagster UI shows the failed run of this partition, with the same words on the failed step.
     (run_id,) = pipeline.failed_runs(submission_id)
     failures = pipeline.step_failures(run_id)

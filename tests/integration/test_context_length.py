@@ -38,6 +38,9 @@ def test_a_512_context_llama_passes_intake_and_is_served_with_512_tokens(
     assert result.success, pipeline.outcome(submission_id).failure_reason
     assert pipeline.outcome(submission_id).status == Status.UPLOADING
     intake = _metadata(result, "raw_weights")
+    # A run that does not deploy starts no server ahead of time.
+    assert intake["server_prestarted"] is False
+    assert pipeline.recorded_servers() == []
     assert intake["model_context_length"] == 512
     assert "512 tokens (max_position_embeddings)" in intake["checks"]
     uri = _metadata(result, "cached_s3_object")["uri"]
@@ -75,6 +78,8 @@ def test_a_512_context_llama_deploys_and_serves_with_its_own_context_length(
 
         outcome = pipeline.outcome(submission_id)
         assert result.success and outcome.status == Status.DEPLOYED, outcome.failure_reason
+        # Its server started when the download did, and is the one that serves.
+        assert _metadata(result, "raw_weights")["server_prestarted"] is True
         endpoint = pipeline.deployer().get(submission_id).endpoint_url
         (served,) = httpx.get(f"{endpoint}/models", timeout=10).json()["data"]
         assert served["max_model_len"] == 512

@@ -23,22 +23,9 @@ from guanaco_dagster.deployment.local_process import (
 from guanaco_dagster.ports import wait_until
 from guanaco_dagster.stages.stress import Slo, StressConfig, run_stress_test
 from tests.fixtures.s3 import S3Info
-from tests.fixtures.vllm import ServedModel, make_test_deployer
+from tests.fixtures.vllm import ServedModel, make_test_deployer, processes_mentioning
 
 pytestmark = pytest.mark.vllm
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line contains `text`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 def _launch_until_vllm_runs(deployer: LocalProcessDeployer, spec: DeploymentSpec) -> set[int]:
@@ -170,7 +157,7 @@ def test_missing_artifact_fails_with_a_readable_reason_and_leaves_nothing_runnin
     assert "last lines of" in message
     assert deployer.get("broken-artifact") is None
     assert deployer.list_submission_ids() == []
-    assert _processes_mentioning(missing_uri) == []
+    assert processes_mentioning(missing_uri) == []
 
 
 def test_start_up_timeout_fails_with_the_log_and_leaves_nothing_running(
@@ -183,7 +170,7 @@ def test_start_up_timeout_fails_with_the_log_and_leaves_nothing_running(
 
     assert "guanaco-serve" in str(failure.value)  # the log tail
     assert deployer.list_submission_ids() == []
-    assert _processes_mentioning("--served-model-name too-slow") == []
+    assert processes_mentioning("--served-model-name too-slow") == []
 
 
 def test_teardown_stops_the_whole_process_group(
