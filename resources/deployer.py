@@ -45,6 +45,7 @@ class DeployerResource(ConfigurableResource, LocalServerConfig, S3Config, Stress
             max_model_len=self.vllm_max_model_len,
             startup_timeout_s=self.server_startup_timeout_s,
             prestart_timeout_s=max(self.server_startup_timeout_s, PRESTART_TIMEOUT_S),
+            keep_spare=self.server_spare,
             platform_pid=self.platform_pid,
             # Model servers only read the cache: read-only keys where the operator configured them.
             s3_read_access_key=self.s3_read_access_key_id,

@@ -26,6 +26,12 @@ class LocalServerConfig(BaseModel):
         description="Start each local server when its download starts, so vLLM's imports overlap the "
         "download, checks, tensorizing and upload; it is stopped if any of them fails.",
     )
+    server_spare: bool = Field(
+        default=True,
+        description="Keep one local server imported and waiting for a model (about 1.3 GiB, started with "
+        "the platform and after each deployment): the next submission adopts it, so vLLM's imports are off "
+        "its critical path altogether.",
+    )
     platform_pid: int | None = Field(
         default=None, description="Local servers exit when this process is gone (set by `guanaco up`)."
     )

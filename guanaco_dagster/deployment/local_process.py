@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,9 @@ from guanaco_dagster.deployment.server_log import failure_reason, strip_ansi
 from guanaco_dagster.ports import free_port
 
 HOST = "127.0.0.1"
+# The record of the spare server (`keep_spare`): not a submission id (those never start with a dot).
+SPARE_ID = ".spare"
+SPARE_AWAIT_S = 30 * 24 * 3600.0
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 40
 
@@ -156,6 +160,7 @@ class LocalProcessDeployer(Deployer):
         uni_executor: bool = True,
         vllm_cache_dir: Path | None = None,
         prestart_timeout_s: float = 900.0,
+        keep_spare: bool = False,
     ) -> None:
         """`s3_read_*`: read-only S3 credentials for the servers (default: the cache's own keys).
 
@@ -163,7 +168,8 @@ class LocalProcessDeployer(Deployer):
         which puts every server on the same core). `kv_cache_gib` None sizes each KV cache for
         `kv_cache_sequences` sequences (the stress test's concurrency) of the served context length.
         `vllm_cache_dir`: vLLM's cache root (`VLLM_CACHE_ROOT`), default `state_dir/vllm-cache`, unless
-        the environment sets one.
+        the environment sets one. `keep_spare`: keep one server imported and waiting (`ensure_spare`), which
+        the next `prestart` adopts instead of starting one.
         """
         self.state_dir = Path(state_dir)
         self.s3_endpoint_url = s3_endpoint_url
@@ -185,6 +191,7 @@ class LocalProcessDeployer(Deployer):
         self.uni_executor = uni_executor
         self.vllm_cache_dir = Path(vllm_cache_dir) if vllm_cache_dir else self.state_dir / "vllm-cache"
         self.prestart_timeout_s = prestart_timeout_s
+        self.keep_spare = keep_spare
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # Paths and records -------------------------------------------------------------------------------
@@ -297,22 +304,32 @@ class LocalProcessDeployer(Deployer):
         return self._deployment(state)
 
     def list_submission_ids(self) -> list[str]:
-        """Submissions with a server record in `state_dir`."""
+        """Submissions with a server record in `state_dir` (the spare serves none)."""
         ids = []
         for path in sorted(self.state_dir.glob("*.json")):
             with contextlib.suppress(OSError, ValueError, KeyError):
                 ids.append(json.loads(path.read_text())["submission_id"])
-        return sorted(ids)
+        return sorted(set(ids) - {SPARE_ID})
+
+    def teardown_all(self) -> int:
+        """Stop every recorded server, and the spare; return how many submissions' servers were stopped."""
+        self.teardown(SPARE_ID)
+        return super().teardown_all()
 
     def deploy(self, spec: DeploymentSpec) -> Deployment:
         """Start `inference.serve` for `spec` and wait until it answers; reuse a healthy running server, or
-        hand the artifact to the server `prestart` started."""
+        hand the artifact to the server `prestart` started (or to the spare, see `keep_spare`)."""
         with self._locked(spec.submission_id):
             state = self._running_for(spec)
+            if state is None and self._adopt_spare(spec.submission_id):
+                state = self._running_for(spec)  # names the artifact to the adopted spare
             if state is not None and state.get("startup_s") and self._healthy(state):
                 return self._with_memory(self._deployment(state))
             # Started by an earlier call that did not finish waiting, or prestarted: wait for it now.
-            return self._with_memory(self._wait_until_ready(spec, state or self._start(spec)))
+            deployment = self._with_memory(self._wait_until_ready(spec, state or self._start(spec)))
+        # The next submission finds a server already imported (off this one's critical path).
+        self.ensure_spare()
+        return deployment
 
     def launch(self, spec: DeploymentSpec) -> None:
         """Start the server for `spec` without waiting; `deploy` (which waits) or `get` tell when it is up.
@@ -334,7 +351,37 @@ class LocalProcessDeployer(Deployer):
                 return False
             if state is not None:
                 self._stop(state)
-            self._start_server(submission_id, None)
+            if not self._adopt_spare(submission_id):
+                self._start_server(submission_id, None)
+            return True
+
+    def ensure_spare(self) -> bool:
+        """With `keep_spare`, start a spare server (vLLM imported, waiting for a model) unless one is up;
+        True when one was started. Called when the platform starts and after each deployment."""
+        if not self.keep_spare:
+            return False
+        with self._locked(SPARE_ID):
+            state = self._read_state(SPARE_ID)
+            if state is not None and self._lasting(state):
+                return False
+            if state is not None:
+                self._stop(state)
+            # Its own folder for each spare: the one it replaces may still wait for its artifact there.
+            self._start_server(SPARE_ID, None, work_key=f"{SPARE_ID}-{secrets.token_hex(4)}")
+            return True
+
+    def _adopt_spare(self, submission_id: str) -> bool:
+        """Make the waiting spare the submission's server (record and log renamed); False when none waits."""
+        with self._locked(SPARE_ID):
+            spare = self._read_state(SPARE_ID)
+            if spare is None or not self._lasting(spare) or spare.get("artifact_uri") is not None:
+                return False
+            log_path = self.log_path(submission_id)
+            with contextlib.suppress(OSError):  # the server keeps writing to the renamed file
+                Path(spare["log_path"]).replace(log_path)
+            spare.update(submission_id=submission_id, log_path=str(log_path), adopted=True)
+            self._write_state(submission_id, spare)
+            self.state_path(SPARE_ID).unlink(missing_ok=True)
             return True
 
     def _running_for(self, spec: DeploymentSpec) -> dict[str, Any] | None:
@@ -409,15 +456,16 @@ class LocalProcessDeployer(Deployer):
             str(self.served_max_model_len(spec)),
         ]
 
-    def prestart_command(self, submission_id: str, port: int) -> list[str]:
+    def prestart_command(self, work_key: str, port: int) -> list[str]:
         """A prestarted server's argv: it imports vLLM, then waits until `artifact_file` names its model."""
         fixed_cache = ["--kv-cache-gib", str(self.kv_cache_gib)] if self.kv_cache_gib is not None else []
         return [
-            *self._server_command(submission_id, port),
+            *self._server_command(work_key, port),
             "--artifact-from",
-            str(self.artifact_file(submission_id)),
+            str(self.artifact_file(work_key)),
             "--await-artifact-s",
-            str(self.prestart_timeout_s),
+            # A spare waits as long as the platform runs; a prestarted server only as long as an intake.
+            str(SPARE_AWAIT_S if work_key.startswith(SPARE_ID) else self.prestart_timeout_s),
             *fixed_cache,
         ]
 
@@ -432,11 +480,12 @@ class LocalProcessDeployer(Deployer):
             options["kv_cache_tokens"] = self.kv_cache_tokens(spec)
         return options
 
-    def artifact_file(self, submission_id: str) -> Path:
-        """Where the deployer names the artifact to the server it prestarted."""
-        return self.work_path(submission_id) / "artifact.json"
+    def artifact_file(self, work_key: str) -> Path:
+        """Where the deployer names the artifact to the server it prestarted (`work_key`: the submission
+        id, or the spare's own key)."""
+        return self.work_path(work_key) / "artifact.json"
 
-    def _server_command(self, submission_id: str, port: int) -> list[str]:
+    def _server_command(self, work_key: str, port: int) -> list[str]:
         command = [
             sys.executable,
             "-m",
@@ -449,7 +498,7 @@ class LocalProcessDeployer(Deployer):
             self.dtype,
             *(["--uni-executor"] if self.uni_executor else []),
         ]
-        work_dir = self.work_path(submission_id)
+        work_dir = self.work_path(work_key)
         work_dir.mkdir(parents=True, exist_ok=True)
         command += ["--work-dir", str(work_dir)]
         if self.platform_pid is not None:
@@ -486,7 +535,9 @@ class LocalProcessDeployer(Deployer):
     def _start(self, spec: DeploymentSpec) -> dict[str, Any]:
         return self._start_server(spec.submission_id, spec)
 
-    def _start_server(self, submission_id: str, spec: DeploymentSpec | None) -> dict[str, Any]:
+    def _start_server(
+        self, submission_id: str, spec: DeploymentSpec | None, work_key: str | None = None
+    ) -> dict[str, Any]:
         """Start the server of `spec`, or (spec None) a prestarted one that waits for its artifact."""
         # One lock for the whole folder (not named like a `<submission>.lock`): two deploys at once must
         # not both pick the idle core.
@@ -494,16 +545,16 @@ class LocalProcessDeployer(Deployer):
             cores = None
             if self.cores_per_server:
                 cores = choose_cores(available_cores(), self._cores_in_use(), self.cores_per_server)
-            return self._spawn(submission_id, spec, cores)
+            return self._spawn(submission_id, spec, cores, work_key or submission_id)
 
     def _spawn(
-        self, submission_id: str, spec: DeploymentSpec | None, cores: list[int] | None
+        self, submission_id: str, spec: DeploymentSpec | None, cores: list[int] | None, work_key: str
     ) -> dict[str, Any]:
         port = free_port()
         log_path = self.log_path(submission_id)
         env = self.server_environment(cores)
-        self.artifact_file(submission_id).unlink(missing_ok=True)
-        command = self.serve_command(spec, port) if spec else self.prestart_command(submission_id, port)
+        self.artifact_file(work_key).unlink(missing_ok=True)
+        command = self.serve_command(spec, port) if spec else self.prestart_command(work_key, port)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command,
@@ -528,6 +579,7 @@ class LocalProcessDeployer(Deployer):
             "started_at": datetime.now(UTC).isoformat(),
             "started_monotonic": time.monotonic(),
             "log_path": str(log_path),
+            "work_key": work_key,
             "startup_s": None,
             "cpu_cores": cores,
             "kv_cache_gib": self.kv_cache_gib,
@@ -550,7 +602,7 @@ class LocalProcessDeployer(Deployer):
 
     def _name_artifact(self, state: dict[str, Any], spec: DeploymentSpec) -> dict[str, Any]:
         """Tell a prestarted server which artifact to serve (an atomic write: it polls for the file)."""
-        path = self.artifact_file(spec.submission_id)
+        path = self.artifact_file(state.get("work_key", spec.submission_id))
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(self.artifact_options(spec)))
         temporary.replace(path)
@@ -568,7 +620,7 @@ class LocalProcessDeployer(Deployer):
                 child.wait(timeout=5)
         self.state_path(state["submission_id"]).unlink(missing_ok=True)
         # A server killed outright cannot remove its own config folder: it lives here, so it goes too.
-        shutil.rmtree(self.work_path(state["submission_id"]), ignore_errors=True)
+        shutil.rmtree(self.work_path(state.get("work_key", state["submission_id"])), ignore_errors=True)
 
     def _fail(self, state: dict[str, Any], what: str) -> DeploymentError:
         """Stop the server, then describe the failure with the reason found in its log."""

@@ -206,6 +206,8 @@ class EmbeddedPlatform:
                     what=f"{name} on port {port}",
                 )
         self._supervisor = Supervisor(self._supervised_children(), report=self._report).start()
+        # The first submission (or restored model) adopts a server that is already imported.
+        self.deployer().ensure_spare()
         if self.restore_models:
             self._restore_thread = threading.Thread(
                 target=self._restore_models, name="guanaco-restore", daemon=True

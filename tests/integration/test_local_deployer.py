@@ -15,6 +15,7 @@ import pytest
 
 from guanaco_dagster.deployment.base import DeploymentError, DeploymentSpec
 from guanaco_dagster.deployment.local_process import (
+    SPARE_ID,
     LocalProcessDeployer,
     process_group_members,
     process_tree,
@@ -281,6 +282,41 @@ def test_a_prestarted_server_never_named_an_artifact_exits_by_itself(
     assert "stopping vLLM: no artifact came within 2 s" in _server_log(deployer, "abandoned")
     assert deployer.get("abandoned") is None
     deployer.teardown("abandoned")
+
+
+def test_a_spare_server_is_adopted_by_the_next_submission_and_replaced_once_it_serves(
+    s3_server: S3Info, tiny_artifact_uri: str, tmp_path: Path
+) -> None:
+    deployer = make_test_deployer(s3_server, tmp_path / "servers", keep_spare=True)
+    try:
+        assert deployer.ensure_spare() is True
+        assert deployer.ensure_spare() is False  # one spare at a time
+        spare_pid = json.loads(deployer.state_path(SPARE_ID).read_text())["pid"]
+        assert deployer.list_submission_ids() == []  # it serves no submission
+
+        assert deployer.prestart("adopter") is True
+        deployment = deployer.deploy(DeploymentSpec("adopter", tiny_artifact_uri, "adopter"))
+
+        assert deployment.details["pid"] == spare_pid  # the spare serves it: nothing new was started
+        completion = httpx.post(
+            f"{deployment.endpoint_url}/completions",
+            json={"model": "adopter", "prompt": "Hello", "max_tokens": 3},
+            timeout=60,
+        )
+        assert completion.status_code == 200, completion.text
+        assert "artifact named by" in _server_log(deployer, "adopter")  # its log moved with it
+        # The next submission finds a new spare waiting.
+        replacement = json.loads(deployer.state_path(SPARE_ID).read_text())
+        assert replacement["pid"] != spare_pid
+        assert process_tree(replacement["pid"])
+        groups = server_process_groups(replacement["pid"])
+
+        assert deployer.teardown_all() == 1
+
+        assert not deployer.state_path(SPARE_ID).exists()
+        assert _running(groups) == []
+    finally:
+        deployer.teardown_all()
 
 
 def test_teardown_all_forgets_every_recorded_server(s3_server: S3Info, tmp_path: Path) -> None:
