@@ -5,9 +5,11 @@
 Most of a CPU server's start-up is Python imports: the API server imports torch and vLLM, then spawns its
 engine process, which imports them all over again. This process does both imports at once, before the
 model exists: it starts a multiprocessing *forkserver* that preloads vLLM's engine modules (on a second
-core) while it imports the API server itself. When the arguments arrive, the server runs exactly as
-`python -m vllm.entrypoints.openai.api_server ARGS` would, except that its engine process is forked from
-the preloaded forkserver instead of spawned from scratch. An empty stdin (the supervisor went away) exits.
+core) while it imports the API server itself, and inspects the most common model class
+(`GUANACO_WARM_ARCHITECTURES`), which a cold vLLM cache would otherwise do in a subprocess once the model is
+named. When the arguments arrive, the server runs exactly as `python -m vllm.entrypoints.openai.api_server
+ARGS` would, except that its engine process is forked from the preloaded forkserver instead of spawned
+from scratch. An empty stdin (the supervisor went away) exits.
 
 The forkserver holds only imports (no threads, no accelerator initialised), which is what makes forking
 from it safe. Its children start with the environment the API server has when it starts them, as spawned
@@ -32,6 +34,8 @@ logger = logging.getLogger("guanaco.warm_vllm")
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 # What an engine process imports before it loads a model (CPU and GPU workers alike import these).
 ENGINE_MODULES = ("vllm.v1.engine.core", "vllm.v1.executor.uni_proc_executor")
+# Model classes inspected while waiting (GUANACO_WARM_ARCHITECTURES, comma-separated): the most common family.
+WARM_ARCHITECTURES = "LlamaForCausalLM"
 # Where vLLM asks for the multiprocessing context it starts its engine processes with.
 ENGINE_LAUNCHER_MODULE = "vllm.v1.engine.utils"
 
@@ -103,6 +107,20 @@ def use_forkserver_for_engines(context: multiprocessing.context.BaseContext) -> 
     return True
 
 
+def warm_model_infos(architectures: str) -> None:
+    """Inspect the comma-separated model classes now (vLLM caches the result in this process and on disk):
+    a cold cache otherwise costs an inspection subprocess after the model is named."""
+    from inference.model_info_cache import warm_model_info_cache
+
+    names = [name.strip() for name in architectures.split(",") if name.strip()]
+    if names:
+        started = time.perf_counter()
+        unknown = warm_model_info_cache(names)
+        logger.info("model info of %s ready in %.1f s", ", ".join(names), time.perf_counter() - started)
+        if unknown:
+            logger.warning("vLLM does not serve %s", ", ".join(unknown))
+
+
 def read_request(stream: Any) -> dict[str, Any] | None:
     """The one request line: {"argv": [...vLLM server arguments], "env": {...additions}}; None at EOF."""
     line = stream.readline()
@@ -131,6 +149,7 @@ def main() -> int:
         time.perf_counter() - started,
         "fork from a preloaded forkserver" if forked else "are spawned",
     )
+    warm_model_infos(os.environ.get("GUANACO_WARM_ARCHITECTURES", WARM_ARCHITECTURES))
     request = read_request(sys.stdin)
     if request is None:
         logger.info("no arguments came (stdin closed): exiting without serving")
