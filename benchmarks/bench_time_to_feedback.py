@@ -14,7 +14,10 @@ Every segment of the waterfall is the difference of two timestamps recorded by t
 events, stage timings, Dagster run records, the asset materialisation) or by this script: nothing is
 back-filled. The floor: plain `vllm` serving the same model from its safetensors folder with the same
 engine flags, started and polled until `/v1/models` answers, alternating with our samples in the same run
-(`deploy_vs_plain_vllm_ratio` = median of our `deploying` stage / median of plain vLLM's start-up).
+(`deploy_vs_plain_vllm_ratio` = median of our `deploying` stage / median of plain vLLM's start-up). Our
+deploying stage starts when the artifact is named to a server that is already warm (the spare, or one
+prestarted when the download began), so the ratio measures what is left on the critical path, not the
+CPU a server start costs.
 Chai's ~300 s (178 s download/quantize/tensorize of a 7B + 122 s until the Kubernetes service was ready,
 on GPUs) is a **published figure**, not measured here; it is shown for scale only.
 
@@ -80,7 +83,7 @@ BAR_WIDTH = 36
 FIGURES = (
     ("submit_to_first_stage_s", "submit → first asset step started"),
     ("submit_to_deployed_s", "submit → deployed"),
-    ("deploying_s", "  deploying stage (our server start-up)"),
+    ("deploying_s", "  deploying stage (artifact named → healthy)"),
     ("plain_vllm_startup_s", "  plain vLLM, same model and engine flags"),
     ("time_to_first_feedback_readable_s", "submit → first feedback readable (GET /feedback)"),
     ("time_to_first_feedback_summary_s", "submit → first feedback_summary in Dagster"),

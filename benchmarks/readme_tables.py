@@ -71,7 +71,7 @@ def time_to_feedback(payload: dict[str, Any]) -> str:
         "submit_to_deployed_s": "→ deployed",
         "time_to_first_feedback_readable_s": "→ first feedback readable (`guanaco feedback`)",
         "time_to_first_feedback_summary_s": "→ first `feedback_summary` in Dagster",
-        "deploying_s": "deploying stage (our server start-up)",
+        "deploying_s": "deploying stage (artifact named → healthy; the warm server imported vLLM before)",
         "plain_vllm_startup_s": "plain vLLM, same model and engine flags",
     }
     rows = [
