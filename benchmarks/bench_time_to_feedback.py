@@ -8,7 +8,9 @@ concurrent). The developer submits through the service (as `guanaco submit` does
 chats through the beta routes (as an app's backend does) and leaves feedback; the developer polls
 `GET /feedback/<id>` (what `guanaco feedback` reads) until it is there. Each sample is a distinct
 repository (another seed), so nothing is reused from the S3 cache; models go one after the other and each
-is retired before the next, so routing finds the new one.
+is retired before the next, so routing finds the new one. Each sample is submitted once the platform's
+spare model server is warm, as it is on a platform that has been up a little while (the wait is recorded
+as `spare_wait_s`; submissions that arrive faster than a spare warms meet a prestarted server instead).
 
 Every segment of the waterfall is the difference of two timestamps recorded by the platform (store
 events, stage timings, Dagster run records, the asset materialisation) or by this script: nothing is
@@ -178,6 +180,9 @@ def measure_submission(
     from guanaco_dagster.testing.watch import wait_for_outcome, wait_for_summary_in_dagster
 
     store = Store(platform.settings.resolved_database_url)
+    # A running platform keeps a warm spare server; the previous sample's deployment just used it.
+    with step(f"{model.name}: waiting for the platform's spare server to be warm …"):
+        spare_wait_s = platform.wait_until_warm()
     submission_id = client.submit({"model_repo": model.repo_id})
     submitted = _now()
     with step(f"{model.name}: {submission_id} going through the pipeline …"):
@@ -244,6 +249,7 @@ def measure_submission(
         "weight_bytes": model.weight_bytes,
         "submission_id": submission_id,
         "status": status,
+        "spare_wait_s": spare_wait_s,
         "submit_to_row_created_s": _since(submitted, created),
         "submit_to_first_stage_s": stages[0][1] if stages else None,
         "submit_to_deployed_s": deployed_s,

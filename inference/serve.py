@@ -387,8 +387,10 @@ def vllm_request(args: argparse.Namespace, model_dir: Path) -> VllmRequest:
         )
         size = f"{cache_bytes / 2**20:.1f} MiB" if cache_bytes else f"{args.kv_cache_gib} GiB (unclear)"
         logger.info("KV cache for %d tokens: %s", args.kv_cache_tokens, size)
-        if cache_bytes is None:  # an architecture whose config does not say: the fixed size bounds it
-            extra_env["VLLM_CPU_KVCACHE_SPACE"] = str(args.kv_cache_gib)
+    if cache_bytes is None:
+        # A fixed size (`--kv-cache-gib`, or a config that does not say): decided now, not at start, since a
+        # prestarted server learns its model late; the engine takes the API server's environment.
+        extra_env["VLLM_CPU_KVCACHE_SPACE"] = str(args.kv_cache_gib)
     argv = build_vllm_args(
         model_dir,
         weights_uri(artifact_uri),
@@ -438,9 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_dir, vllm_tmp_dir = work_dir / "model", work_dir / "tmp"
     vllm_tmp_dir.mkdir()
     try:
-        # A fixed size now unless the cache is sized from the model's config once it is known.
-        fixed_gib = args.kv_cache_gib if args.kv_cache_tokens is None else None
-        env = build_vllm_env(os.environ, fixed_gib, vllm_tmp_dir, args.uni_executor)
+        # No KV cache size yet: the request sets it (`vllm_request`), once the model is known.
+        env = build_vllm_env(os.environ, None, vllm_tmp_dir, args.uni_executor)
         if "OMP_PLACES" in env and args.uni_executor:
             # What vLLM logs for its worker process; with `uni` the engine process runs the model.
             cores = env["OMP_PLACES"].strip("{}").replace(",", ", ")

@@ -36,6 +36,9 @@ VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 ENGINE_MODULES = ("vllm.v1.engine.core", "vllm.v1.executor.uni_proc_executor")
 # Model classes inspected while waiting (GUANACO_WARM_ARCHITECTURES, comma-separated): the most common family.
 WARM_ARCHITECTURES = "LlamaForCausalLM"
+# What its log says once imported, and once ready for a model (the deployer reads the latter).
+IMPORTED_LINE = "vLLM imported"
+WAITING_LINE = "warm and waiting for a model"
 # Where vLLM asks for the multiprocessing context it starts its engine processes with.
 ENGINE_LAUNCHER_MODULE = "vllm.v1.engine.utils"
 
@@ -145,11 +148,12 @@ def main() -> int:
     __import__(VLLM_SERVER_MODULE)
     forked = context is not None and use_forkserver_for_engines(context)
     logger.info(
-        "vLLM imported in %.1f s; engine processes %s",
+        IMPORTED_LINE + " in %.1f s; engine processes %s",
         time.perf_counter() - started,
         "fork from a preloaded forkserver" if forked else "are spawned",
     )
     warm_model_infos(os.environ.get("GUANACO_WARM_ARCHITECTURES", WARM_ARCHITECTURES))
+    logger.info(WAITING_LINE)
     request = read_request(sys.stdin)
     if request is None:
         logger.info("no arguments came (stdin closed): exiting without serving")

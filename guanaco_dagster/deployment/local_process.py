@@ -40,6 +40,7 @@ from guanaco_dagster.deployment.process_memory import processes_memory
 from guanaco_dagster.deployment.server_environment import model_server_environment
 from guanaco_dagster.deployment.server_log import failure_reason, strip_ansi
 from guanaco_dagster.ports import free_port
+from inference.warm_vllm import WAITING_LINE
 
 HOST = "127.0.0.1"
 # The record of the spare server (`keep_spare`): not a submission id (those never start with a dot).
@@ -346,11 +347,8 @@ class LocalProcessDeployer(Deployer):
         by itself if no artifact is named within `prestart_timeout_s`, and `teardown` stops it like any
         other. False (nothing started) when the submission already has a live server."""
         with self._locked(submission_id):
-            state = self._read_state(submission_id)
-            if state is not None and self._lasting(state):
+            if self._lasting_record(submission_id):
                 return False
-            if state is not None:
-                self._stop(state)
             if not self._adopt_spare(submission_id):
                 self._start_server(submission_id, None)
             return True
@@ -361,14 +359,30 @@ class LocalProcessDeployer(Deployer):
         if not self.keep_spare:
             return False
         with self._locked(SPARE_ID):
-            state = self._read_state(SPARE_ID)
-            if state is not None and self._lasting(state):
+            if self._lasting_record(SPARE_ID):
                 return False
-            if state is not None:
-                self._stop(state)
             # Its own folder for each spare: the one it replaces may still wait for its artifact there.
             self._start_server(SPARE_ID, None, work_key=f"{SPARE_ID}-{secrets.token_hex(4)}")
             return True
+
+    def spare_warm(self) -> bool:
+        """Is a spare server imported and waiting for a model (not just starting)?"""
+        state = self._read_state(SPARE_ID)
+        return (
+            state is not None
+            and self._lasting(state)
+            and WAITING_LINE in log_tail(Path(state["log_path"]), lines=LOG_TAIL_LINES)
+        )
+
+    def _lasting_record(self, record_id: str) -> bool:
+        """Does `record_id` (a submission, or the spare) have a lasting server? A dead one's record and
+        folder are removed. Call under its lock."""
+        state = self._read_state(record_id)
+        if state is not None and self._lasting(state):
+            return True
+        if state is not None:
+            self._stop(state)
+        return False
 
     def _adopt_spare(self, submission_id: str) -> bool:
         """Make the waiting spare the submission's server (record and log renamed); False when none waits."""

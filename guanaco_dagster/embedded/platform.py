@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -26,7 +27,7 @@ from rich.markup import escape
 
 from guanaco_dagster.config import group_values
 from guanaco_dagster.deployment.base import Deployer
-from guanaco_dagster.deployment.local_process import stop_process_groups
+from guanaco_dagster.deployment.local_process import LocalProcessDeployer, stop_process_groups
 from guanaco_dagster.embedded.beta_token import load_or_create_beta_token
 from guanaco_dagster.embedded.processes import die_with_parent, exit_on_sigterm, stop_process_group
 from guanaco_dagster.embedded.restore import deployed_models, forget_endpoints, restore_deployed_models
@@ -335,6 +336,16 @@ class EmbeddedPlatform:
             return cached_model_max_len(bucket.client(), artifact_uri, settings.vllm_max_model_len)
         except Exception:  # noqa: BLE001 - the restart itself will say what is wrong with the cache
             return settings.vllm_max_model_len
+
+    def wait_until_warm(self, timeout_s: float = 180.0) -> float:
+        """Wait until the spare model server is imported and waiting (at once without `server_spare`);
+        the seconds waited. The next submission then starts from a warm server."""
+        started = time.monotonic()
+        deployer = self.deployer()
+        if not self.settings.server_spare or not isinstance(deployer, LocalProcessDeployer):
+            return 0.0
+        wait_until(deployer.spare_warm, timeout_s=timeout_s, interval_s=0.25, what="a warm spare server")
+        return time.monotonic() - started
 
     def wait_until_restored(self, timeout_s: float = 600.0) -> dict[str, str]:
         """Wait until every model that was `deployed` at the start serves again (or failed); the outcomes."""

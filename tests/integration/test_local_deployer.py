@@ -245,6 +245,9 @@ def test_a_prestarted_server_imports_vllm_first_and_serves_once_deploy_names_its
         assert completion.status_code == 200, completion.text
         log = _server_log(deployer, "prestarted")
         assert "engine processes fork from a preloaded forkserver" in log
+        # Its KV cache is sized from the model named late, not the fixed GiB a server starts without one.
+        size = re.search(r"KV cache size: ([\d,]+) tokens", log)
+        assert size and int(size[1].replace(",", "")) * 512 < 64 * 1024**2
         assert f"artifact named by {deployer.artifact_file('prestarted')}: {tiny_artifact_uri}" in log
         # Its start-up counts from the naming: the imports before it were off the critical path.
         assert 0 < deployment.startup_s < time.monotonic() - prestarted_at - imports_s
@@ -290,9 +293,11 @@ def test_a_spare_server_is_adopted_by_the_next_submission_and_replaced_once_it_s
     deployer = make_test_deployer(s3_server, tmp_path / "servers", keep_spare=True)
     try:
         assert deployer.ensure_spare() is True
+        assert deployer.spare_warm() is False  # still importing vLLM
         assert deployer.ensure_spare() is False  # one spare at a time
         spare_pid = json.loads(deployer.state_path(SPARE_ID).read_text())["pid"]
         assert deployer.list_submission_ids() == []  # it serves no submission
+        wait_until(deployer.spare_warm, timeout_s=180, what="the spare's imports")
 
         assert deployer.prestart("adopter") is True
         deployment = deployer.deploy(DeploymentSpec("adopter", tiny_artifact_uri, "adopter"))
