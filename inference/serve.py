@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from inference.artifact import ArtifactError, download_model_files, normalize_artifact_uri, weights_uri
+from inference.warm_vllm import VLLM_SERVER_MODULE
 
 logger = logging.getLogger("guanaco.serve")
 
-VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 WARM_SERVER_MODULE = "inference.warm_vllm"
 STOP_GRACE_S = 10.0
 AWAIT_ARTIFACT_S = 900.0

@@ -127,6 +127,13 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
+def write_json_atomically(path: Path, value: Any) -> None:
+    """Write JSON so that a reader polling `path` never sees half of it (a rename replaces it whole)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2))
+    temporary.replace(path)
+
+
 def file_stem(submission_id: str) -> str:
     """The submission id as a file name: the deployer's records, locks and logs are named after it."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", submission_id)
@@ -221,10 +228,7 @@ class LocalProcessDeployer(Deployer):
             return None
 
     def _write_state(self, submission_id: str, state: dict[str, Any]) -> None:
-        path = self.state_path(submission_id)
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(state, indent=2))
-        temporary.replace(path)
+        write_json_atomically(self.state_path(submission_id), state)
 
     @contextlib.contextmanager
     def _locked(self, submission_id: str) -> Iterator[None]:
@@ -485,14 +489,8 @@ class LocalProcessDeployer(Deployer):
 
     def artifact_options(self, spec: DeploymentSpec) -> dict[str, Any]:
         """What a prestarted server learns once the artifact exists (`inference.serve --artifact-from`)."""
-        options: dict[str, Any] = {
-            "artifact_uri": spec.artifact_uri,
-            "served_model_name": spec.served_model_name,
-            "max_model_len": self.served_max_model_len(spec),
-        }
-        if self.kv_cache_tokens(spec) is not None:
-            options["kv_cache_tokens"] = self.kv_cache_tokens(spec)
-        return options
+        # The record's model fields, less a KV cache token count the deployer leaves to a fixed size.
+        return {key: value for key, value in self._spec_state(spec).items() if value is not None}
 
     def artifact_file(self, work_key: str) -> Path:
         """Where the deployer names the artifact to the server it prestarted (`work_key`: the submission
@@ -616,10 +614,9 @@ class LocalProcessDeployer(Deployer):
 
     def _name_artifact(self, state: dict[str, Any], spec: DeploymentSpec) -> dict[str, Any]:
         """Tell a prestarted server which artifact to serve (an atomic write: it polls for the file)."""
-        path = self.artifact_file(state.get("work_key", spec.submission_id))
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.artifact_options(spec)))
-        temporary.replace(path)
+        write_json_atomically(
+            self.artifact_file(state.get("work_key", spec.submission_id)), self.artifact_options(spec)
+        )
         state.update(self._spec_state(spec), named_monotonic=time.monotonic())
         self._write_state(spec.submission_id, state)
         return state
