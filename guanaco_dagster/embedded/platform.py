@@ -29,11 +29,12 @@ from guanaco_dagster.config import group_values
 from guanaco_dagster.deployment.base import Deployer
 from guanaco_dagster.deployment.local_process import LocalProcessDeployer, stop_process_groups
 from guanaco_dagster.embedded.beta_token import load_or_create_beta_token
+from guanaco_dagster.embedded.code_server import CODE_LOCATION_MODULE, CODE_LOCATION_NAME
 from guanaco_dagster.embedded.processes import die_with_parent, exit_on_sigterm, stop_process_group
 from guanaco_dagster.embedded.restore import deployed_models, forget_endpoints, restore_deployed_models
 from guanaco_dagster.embedded.s3_server import SeaweedS3Server
 from guanaco_dagster.embedded.supervisor import SupervisedChild, Supervisor
-from guanaco_dagster.ports import port_open, wait_until
+from guanaco_dagster.ports import free_port, port_open, wait_until
 from guanaco_dagster.settings import Settings, settings_env
 from guanaco_dagster.stages.context_length import cached_model_max_len
 from guanaco_dagster.stages.s3_client import S3Bucket, ensure_bucket
@@ -41,19 +42,34 @@ from guanaco_dagster.store.database import Store
 from resources.deployer import DeployerResource
 
 # One code location, loaded by module name: it works the same from a checkout and from an installed wheel.
-WORKSPACE_YAML = """load_from:
+# Without a code server of the platform's own, each of the daemon and the webserver starts Dagster's.
+WORKSPACE_YAML = f"""load_from:
   - python_module:
-      module_name: guanaco_dagster.definitions
+      module_name: {CODE_LOCATION_MODULE}
       attribute: defs
-      location_name: guanaco
+      location_name: {CODE_LOCATION_NAME}
+"""
+CODE_SERVER_WORKSPACE_YAML = """load_from:
+  - grpc_server:
+      host: 127.0.0.1
+      port: {port}
+      location_name: {location}
 """
 
 
-def write_dagster_config(dagster_home: Path) -> None:
-    """Write the embedded instance config (shipped in this package) and the workspace into `dagster_home`."""
+def write_dagster_config(dagster_home: Path, code_server_port: int | None = None) -> None:
+    """Write the embedded instance config (shipped in this package) and the workspace into `dagster_home`.
+
+    With `code_server_port`, the workspace is the platform's code server there (`code_server`).
+    """
     instance_yaml = resources.files("guanaco_dagster.embedded").joinpath("dagster.yaml").read_text()
     (dagster_home / "dagster.yaml").write_text(instance_yaml)
-    (dagster_home / "workspace.yaml").write_text(WORKSPACE_YAML)
+    workspace = (
+        CODE_SERVER_WORKSPACE_YAML.format(port=code_server_port, location=CODE_LOCATION_NAME)
+        if code_server_port
+        else WORKSPACE_YAML
+    )
+    (dagster_home / "workspace.yaml").write_text(workspace)
 
 
 def prepare_dagster_storage(dagster_home: Path) -> None:
@@ -84,6 +100,8 @@ class EmbeddedPlatform:
     hf_endpoint: str | None = None
     rotate_beta_token: bool = False
     restore_models: bool = True
+    # The platform's own code server (`code_server`); a free port is taken at the start when None.
+    code_server_port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     # What the start did for each model that was `deployed` ("re-adopted …", "restarted …", "failed: …").
     restored: dict[str, str] = field(default_factory=dict)
@@ -92,7 +110,7 @@ class EmbeddedPlatform:
     _supervisor: Supervisor | None = None
     _restore_thread: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
-    # Process groups of crashed daemons: their runs in flight may finish; they stop with the platform.
+    # Process groups of crashed code servers: their runs in flight may finish; they stop with the platform.
     _orphaned_groups: set[int] = field(default_factory=set)
     _previous_sigterm: object = None
 
@@ -133,7 +151,8 @@ class EmbeddedPlatform:
         return self._supervisor
 
     def child_pid(self, name: str) -> int | None:
-        """Process id of a running child: "daemon", "webserver", "service" or "s3"; None when not running."""
+        """Process id of a running child ("code_server", "daemon", "webserver", "service" or "s3"); None if
+        it is not running."""
         if name == "s3":
             return self._s3.pid if self._s3 is not None else None
         process = self._children.get(name)
@@ -173,7 +192,8 @@ class EmbeddedPlatform:
             self._s3.start()
             s3_endpoint = self._s3.endpoint_url
         ensure_bucket(s3_endpoint, settings.s3_access_key_id, secret, settings.s3_bucket, settings.s3_region)
-        write_dagster_config(self.dagster_home)
+        self.code_server_port = self.code_server_port or free_port()
+        write_dagster_config(self.dagster_home, self.code_server_port)
         prepare_dagster_storage(self.dagster_home)
         self.env = {
             **os.environ,
@@ -199,6 +219,13 @@ class EmbeddedPlatform:
         )
         for name in self._commands():
             self._spawn(name)
+            if name == "code_server":
+                # The daemon and the webserver load the code location from it as they start.
+                wait_until(
+                    lambda: port_open("127.0.0.1", self.code_server_port) or self._check_alive("code_server"),
+                    timeout_s=120,
+                    what=f"code server on port {self.code_server_port}",
+                )
         for name, port in (("webserver", self.webserver_port), ("service", self.service_port)):
             if port:
                 wait_until(
@@ -219,7 +246,11 @@ class EmbeddedPlatform:
         """The argv of each Dagster/service child this platform runs."""
         # Modules of this interpreter, not console scripts: those may live in another environment's bin/.
         workspace = str(self.dagster_home / "workspace.yaml")
-        commands = {"daemon": [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace]}
+        code_server = [sys.executable, "-m", "guanaco_dagster.embedded.code_server"]
+        commands = {
+            "code_server": [*code_server, "--host", "127.0.0.1", "--port", str(self.code_server_port)],
+            "daemon": [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
+        }
         if self.webserver_port:
             commands["webserver"] = [
                 *(sys.executable, "-m", "dagster_webserver"),
@@ -251,11 +282,11 @@ class EmbeddedPlatform:
 
     def _respawn(self, name: str) -> None:
         crashed = self._children[name]
-        if name == "daemon":
-            # Its code server and run workers share its process group: runs in flight may still finish.
+        if name == "code_server":
+            # Its run workers share its process group: runs in flight may still finish.
             self._orphaned_groups.add(crashed.pid)
         else:
-            # A webserver leaves its code server behind; nothing else of theirs is worth keeping.
+            # Nothing else of a crashed daemon, webserver or service is worth keeping.
             stop_process_groups({crashed.pid}, grace_s=5.0)
         self._spawn(name)
 
@@ -365,7 +396,7 @@ class EmbeddedPlatform:
         if self._supervisor is not None:
             self._supervisor.stop()
         try:
-            for name in ("service", "webserver", "daemon"):
+            for name in ("service", "webserver", "daemon", "code_server"):
                 if name in self._children:
                     stop_process_group(self._children.pop(name))
             if self._orphaned_groups:

@@ -2,9 +2,9 @@
 stop and a start bring deployed models back with the same beta token, and a model server sees none of the
 platform's secrets.
 
-One embedded platform (its own SeaweedFS, Dagster daemon and webserver, the service) and one model taken
-through the real pipeline are shared by the whole module, in order: the daemon is killed while that model
-deploys, then each other child is killed under it, then the platform is stopped and started again.
+One embedded platform (its own SeaweedFS, Dagster code server, daemon and webserver, the service) and one
+model taken through the real pipeline are shared by the whole module, in order: the daemon is killed while
+that model deploys, then each other child is killed under it, then the platform is stopped and started again.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from guanaco_dagster.store.database import Store
 from guanaco_dagster.submissions.developers import get_or_create_developer
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import SubmissionRequest, create_submission, get_submission
-from guanaco_dagster.testing.watch import wait_for_outcome
+from guanaco_dagster.testing.beta_users import simulate_user_over_http
+from guanaco_dagster.testing.watch import wait_for_outcome, wait_for_summary_in_dagster
 
 pytestmark = [pytest.mark.vllm, pytest.mark.e2e]
 
@@ -152,7 +153,7 @@ def test_a_submission_in_flight_reaches_deployed_although_the_daemon_was_killed(
     assert "daemon exited with code -9 (SIGKILL)" in run.platform.platform_log_path.read_text()
 
 
-@pytest.mark.parametrize("child", ["webserver", "service", "s3"])
+@pytest.mark.parametrize("child", ["webserver", "service", "s3", "code_server"])
 def test_a_killed_child_is_restarted_and_the_model_keeps_serving(run: PlatformRun, child: str):
     server_pid = run.server_pid()
     server_ticks = process_start_ticks(server_pid)
@@ -180,6 +181,18 @@ def test_the_restarted_service_still_routes_beta_users_to_the_model(run: Platfor
     conversation = beta.post("/beta/conversations", json={"user_id": "app-user-1", "bot_id": "nova"})
     assert conversation.status_code == 200, conversation.text
     assert conversation.json()["submission_id"] == run.submission_id
+
+
+def test_feedback_after_the_code_server_was_restarted_is_summarised_in_dagster(run: PlatformRun):
+    # The daemon and the webserver reach the restarted code server; its run workers start and finish.
+    beta = httpx.Client(
+        base_url=run.platform.service_url, headers={"Authorization": f"Bearer {BETA_TOKEN}"}, timeout=60
+    )
+
+    chat = simulate_user_over_http(beta, user_index=7, turns=1)
+
+    assert chat.submission_id == run.submission_id
+    wait_for_summary_in_dagster(run.platform.dagster_home, run.submission_id, timeout_s=120)
 
 
 def test_the_restarted_s3_server_still_holds_the_cached_artifact(run: PlatformRun):
