@@ -9,7 +9,9 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    Failure,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
 
@@ -19,6 +21,7 @@ from assets.partitions import submissions_partitions
 from assets.stage import submission_stage
 from guanaco_dagster.stages.stress import evaluate_slo, run_stress_test
 from guanaco_dagster.store.models import LatencyReportRow
+from guanaco_dagster.submissions.deployment_wait import DeploymentNotSucceeded, wait_for_deployment
 from guanaco_dagster.submissions.failure import fail_submission
 from guanaco_dagster.submissions.lifecycle import Status
 from guanaco_dagster.submissions.submissions import transition
@@ -26,6 +29,8 @@ from resources import DeployerResource, PipelineConfigResource, S3CacheResource,
 from resources.leftovers import leftovers_of
 
 SLO_CHECK = "latency_within_slo"
+# Past the deployer's own timeout, after which the deployment step fails by itself.
+DEPLOYMENT_WAIT_MARGIN_S = 60.0
 
 
 @asset(
@@ -53,6 +58,17 @@ def latency_report(
 ) -> MaterializeResult:
     """Stress the endpoint; within SLO the model is `deployed`, otherwise it is torn down and `failed`."""
     leftovers = leftovers_of(deployer=deployer, s3_cache=s3_cache)
+    # This run may be launched as the deployment starts (assets/live_deployment.py).
+    try:
+        waited_s = wait_for_deployment(
+            store.store,
+            context.partition_key,
+            timeout_s=deployer.deployment_timeout_s() + DEPLOYMENT_WAIT_MARGIN_S,
+            on_wait=lambda: context.log.info("waiting for the deployment to answer its health check"),
+        )
+    except DeploymentNotSucceeded as error:
+        # The deployment's own step already failed the submission with its reason.
+        raise Failure(description=str(error), allow_retries=False) from error
     with submission_stage(context, store.store, Status.STRESS_TESTING, leftovers) as stage:
         handoff = stage.handoff
         report = run_stress_test(
@@ -76,7 +92,10 @@ def latency_report(
             reason += "; the model server stopped answering during the test (crashed or hung): check its logs"
         fail_submission(store.store, stage.submission_id, reason, leftovers)
     return MaterializeResult(
-        metadata=latency_metadata(report, verdict, pipeline),
+        metadata={
+            **latency_metadata(report, verdict, pipeline),
+            "waited_for_deployment_s": MetadataValue.float(round(waited_s, 2)),
+        },
         check_results=[
             AssetCheckResult(
                 check_name=SLO_CHECK,

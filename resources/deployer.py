@@ -59,6 +59,13 @@ class DeployerResource(ConfigurableResource, LocalServerConfig, S3Config, Stress
             return False
         return self.get_deployer().prestart(submission_id)
 
+    def deployment_timeout_s(self) -> float:
+        """The longest a deployment of the configured deployer may take before it fails on its own."""
+        if self.kind == "kubernetes":
+            settings = self._kubernetes_settings()
+            return settings.startup_deadline_s + settings.deletion_timeout_s
+        return self.server_startup_timeout_s
+
     def platform_max_model_len(self) -> int:
         """The longest context the platform serves: the configured deployer's --max-model-len."""
         if self.kind == "kubernetes":

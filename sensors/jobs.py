@@ -5,20 +5,16 @@ from dagster import (
     AssetSelection,
     Config,
     Failure,
-    HookContext,
     OpExecutionContext,
     define_asset_job,
     job,
     op,
-    success_hook,
 )
 
 from assets import PIPELINE_ASSETS, feedback_summary
 from assets.feedback_summary import summarise_submission
 from assets.latency_report import latency_report
-from assets.live_deployment import live_deployment
 from assets.partitions import submissions_partitions
-from guanaco_dagster.service.dagster_runs import PARTITION_TAG, DagsterRuns, DagsterUnavailable
 from resources import PrivacyResource, StoreResource
 from resources.feedback_categories import FeedbackCategoryResource
 
@@ -35,37 +31,13 @@ SMALL_RUN_POD = {
 
 # feedback_summary runs in the pipeline job too, so the blocking SLO check on latency_report gates it:
 # a model that misses the SLO gets no summary, one that meets it shows an (empty) summary at once.
-# A new submission goes through the job in two runs: up to its deployment, then (stress_test_sensor, only
-# once that run succeeded) the stress test with its SLO check and the first summary. Dagster plans a check
+# A new submission goes through the job in two runs: up to its deployment, then the stress test with its SLO
+# check and the first summary (launched as the deployment starts, waiting for it: assets/live_deployment.py;
+# stress_test_sensor launches it once the first run succeeded if that launch failed). Dagster plans a check
 # for every run that selects its asset and reads a planned check of a failed run as "Execution failed": in
 # one run, every submission that failed at download would leave the check's page reading so.
 UNTIL_DEPLOYED = [asset.key for asset in PIPELINE_ASSETS if asset.key != latency_report.key]
 STRESS_TEST = [latency_report.key, feedback_summary.key]
-
-
-@success_hook(required_resource_keys={"dagster_webserver"})
-def launch_stress_test_at_once(context: HookContext) -> None:
-    """Launch the stress-test run now rather than a stress-test sensor tick after this run ends (~5 s).
-
-    Through the webserver (the `dagster_webserver` resource), tagged with the sensor's name and run key, so
-    the sensor finds it and launches no second one; without a webserver the sensor launches it as before.
-    """
-    if context.op.name != live_deployment.key.to_user_string():
-        return
-    run = context.instance.get_run_by_id(context.run_id)
-    selection = set(run.asset_selection or ()) if run else set()
-    submission_id = run.tags.get(PARTITION_TAG) if run else None
-    if not submission_id or live_deployment.key not in selection or latency_report.key in selection:
-        return
-    url = context.resources.dagster_webserver.graphql_url
-    if not url:
-        return
-    try:
-        stress_run = DagsterRuns(url).launch_stress_test_run(submission_id, context.run_id)
-    except DagsterUnavailable as error:
-        context.log.warning(f"{error}; the stress-test sensor will launch the stress test")
-        return
-    context.log.info(f"stress-test run {stress_run} launched for {submission_id}")
 
 
 submission_pipeline_job = define_asset_job(
@@ -74,7 +46,6 @@ submission_pipeline_job = define_asset_job(
     description="Hub weights → tensorizer → S3 cache → vLLM deployment → stress test (blocking SLO check) "
     "→ first feedback summary.",
     tags={"guanaco/kind": "pipeline"},
-    hooks={launch_stress_test_at_once},
 )
 
 feedback_summary_job = define_asset_job(

@@ -1,8 +1,8 @@
 """Once a submission's pipeline run has deployed its model, start the run that stress-tests it.
 
-The pipeline run launches that run itself as soon as its deployment step succeeds
-(`launch_stress_test_at_once` in sensors/jobs.py), tagged with this sensor's name and run key: the sensor
-then finds it by key and launches nothing; it launches the run when the webserver could not be reached.
+The pipeline run launches that run itself as its deployment starts (assets/live_deployment.py), tagged with
+this sensor's name and run key: the sensor then finds it by key and launches nothing; it launches the run
+when the webserver could not be reached.
 """
 
 from dagster import (
@@ -14,20 +14,20 @@ from dagster import (
     run_status_sensor,
 )
 
-from assets.latency_report import latency_report
-from assets.live_deployment import live_deployment
-from guanaco_dagster.service.dagster_runs import STRESS_TEST_SENSOR, stress_test_run_key
+from guanaco_dagster.service.dagster_runs import STRESS_TEST_SENSOR, stops_at_deployment, stress_test_run_key
 from sensors.jobs import STRESS_TEST, submission_pipeline_job
 
 
-def stress_test_request(run_id: str, asset_selection: set | None, tags: dict[str, str]) -> RunRequest | None:
+def stress_test_request(
+    first_run_id: str, asset_selection: set | None, tags: dict[str, str]
+) -> RunRequest | None:
     """The stress-test run owed to a succeeded pipeline run that deployed a model and stopped there."""
-    selection = set(asset_selection or ())
+    selection = {key.to_user_string() for key in asset_selection or ()}
     submission_id = tags.get("dagster/partition")
-    if not submission_id or live_deployment.key not in selection or latency_report.key in selection:
+    if not submission_id or not stops_at_deployment(selection):
         return None
     return RunRequest(
-        run_key=stress_test_run_key(run_id),
+        run_key=stress_test_run_key(first_run_id),
         partition_key=submission_id,
         asset_selection=STRESS_TEST,
         tags={"guanaco/submission": submission_id},
@@ -46,5 +46,6 @@ def stress_test_request(run_id: str, asset_selection: set | None, tags: dict[str
 )
 def stress_test_sensor(context: RunStatusSensorContext) -> RunRequest | SkipReason:
     run = context.dagster_run
-    request = stress_test_request(run.run_id, run.asset_selection, dict(run.tags))
+    # Keyed by the first of a run's retries, like the launch from the deployment step.
+    request = stress_test_request(run.root_run_id or run.run_id, run.asset_selection, dict(run.tags))
     return request or SkipReason(f"run {run.run_id[:8]} did not stop at the deployment")

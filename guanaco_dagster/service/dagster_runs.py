@@ -69,6 +69,11 @@ query Runs($filter: RunsFilter!) {
 }"""
 
 
+def stops_at_deployment(selected_assets: set[str]) -> bool:
+    """Whether a run selecting these assets deploys a model and leaves its stress test to a run of its own."""
+    return "live_deployment" in selected_assets and STRESS_TEST_ASSETS[0] not in selected_assets
+
+
 def stress_test_run_key(pipeline_run_id: str) -> str:
     """The run key of the stress test owed to a pipeline run that stopped at the deployment."""
     return f"stress-test-{pipeline_run_id}"

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy import select
 
 from guanaco_dagster.cli.client import GuanacoClient
 from guanaco_dagster.cli.console import StageProgress, summary_table, waterfall_table
@@ -24,9 +25,10 @@ from guanaco_dagster.cli.frames import leaderboard_frame
 from guanaco_dagster.embedded.platform import EmbeddedPlatform
 from guanaco_dagster.settings import load_settings
 from guanaco_dagster.store.database import Store
+from guanaco_dagster.store.models import Submission
 from guanaco_dagster.submissions.developers import issue_key
 from guanaco_dagster.submissions.lifecycle import Status
-from guanaco_dagster.submissions.submissions import get_submission
+from guanaco_dagster.submissions.submissions import get_submission, transition
 from guanaco_dagster.submissions.waterfall import stage_waterfall
 from guanaco_dagster.testing.beta_users import simulate_battle_over_http, simulate_user_over_http
 from guanaco_dagster.testing.hub_server import HubServer, publish_repo
@@ -64,6 +66,23 @@ def _sample_model(home: Path, name: str = "sample-model", spec: TinyModelSpec | 
     return folder
 
 
+def retire_earlier_demo_models(store: Store) -> list[str]:
+    """Mark the demo's models still `deployed` from an earlier run in this home `inactive`; their ids.
+
+    Called before the platform starts, so it brings none of them back to serving.
+    """
+    with store.session() as session:
+        earlier = session.scalars(
+            select(Submission.id).where(
+                Submission.status == Status.DEPLOYED,
+                Submission.model_repo.in_((SAMPLE_REPO, CHALLENGER_REPO)),
+            )
+        ).all()
+        for submission_id in earlier:
+            transition(session, submission_id, Status.INACTIVE, message="retired by a new demo run")
+    return list(earlier)
+
+
 def run_demo(args: argparse.Namespace, console: Console) -> dict:
     """Start the platform, submit the sample, simulate users, and return the report."""
     settings = load_settings()
@@ -73,6 +92,12 @@ def run_demo(args: argparse.Namespace, console: Console) -> dict:
         publish_repo(settings.home / "hub", SAMPLE_REPO, _sample_model(settings.home))
         challenger = _sample_model(settings.home, "challenger-model", CHALLENGER_SPEC)
         publish_repo(settings.home / "hub", CHALLENGER_REPO, challenger)
+    retired = retire_earlier_demo_models(Store(settings.resolved_database_url).migrate())
+    if retired:
+        # Still deployed, they would take the beta users this run's model needs for its first feedback.
+        console.print(
+            f"retired {len(retired)} model(s) of an earlier demo in this home: {', '.join(retired)}"
+        )
     with HubServer(settings.home / "hub") as hub:
         console.print(f"Hub-protocol server: {hub.endpoint} serving {SAMPLE_REPO}")
         with console.status("starting S3 cache (SeaweedFS), Dagster daemon and webserver…"):

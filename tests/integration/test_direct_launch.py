@@ -250,8 +250,8 @@ def test_feedback_already_waiting_for_the_sensor_is_left_to_the_sensor(dagster: 
 
 
 def test_the_stress_test_launched_at_once_is_the_run_the_stress_test_sensor_would_request(dagster: Dagster):
-    """What the deployment step's hook launches (sensors/jobs.py): the sensor's run key and name, the
-    stress test with its blocking SLO check, and the first summary."""
+    """What the deployment step launches as it starts (assets/live_deployment.py): the sensor's run key and
+    name, the stress test with its blocking SLO check, and the first summary."""
     from dagster import AssetCheckKey, AssetKey
 
     from guanaco_dagster.service.dagster_runs import DagsterRuns
