@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guanaco_dagster.feedback.leaderboard_row import LeaderboardRow
+from guanaco_dagster.submissions.formatter import refuse_control_characters
 from guanaco_dagster.submissions.request import SubmissionRequest
 
 SubmitRequest = SubmissionRequest
@@ -166,6 +167,12 @@ class BetaFeedbackRequest(BaseModel):
     thumbs_up: bool
     text: str = Field(default="", max_length=4000)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _key_is_printable(cls, value: str | None) -> str | None:
+        # Compared in the store as it is: PostgreSQL refuses a NUL, and no client means an escape.
+        return value if value is None else refuse_control_characters("idempotency_key", value)
 
 
 class BetaFeedbackResponse(BaseModel):

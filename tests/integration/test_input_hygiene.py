@@ -97,3 +97,22 @@ def test_a_well_formed_request_at_the_limits_is_accepted(service):
     }
     response = service.client(service.alice_key).post("/models/submit", json=fields)
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("key", ["retry\x00", "retry\x1b[2J"])
+def test_feedback_with_a_control_character_in_its_idempotency_key_is_refused_with_422(service, key):
+    beta = service.client(service.beta_token)
+
+    response = beta.post(
+        "/beta/conversations/no-such-conversation/feedback",
+        json={
+            "thumbs_up": True,
+            "idempotency_key": key,
+        },
+    )
+
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"][-1] == "idempotency_key"
+    assert "idempotency_key may not contain control characters" in error["msg"]
