@@ -353,7 +353,13 @@ def summarise_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
     for key, _ in (*FIGURES, ("deploy_vs_plain_vllm_ratio", "")):
         values = [s[key] for s in ok if s.get(key) is not None]
         if values:
-            summary[key] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+            summary[key] = {
+                "min": min(values),
+                "median": statistics.median(values),
+                "max": max(values),
+                # Interpolated between the two slowest samples when there are fewer than 20.
+                "p95": statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0],
+            }
     deploying = summary.get("deploying_s", {}).get("median")
     plain = summary.get("plain_vllm_startup_s", {}).get("median")
     # The headline ratio: medians of both sides, measured alternately in this run.

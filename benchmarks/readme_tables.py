@@ -77,6 +77,13 @@ def time_to_feedback(payload: dict[str, Any]) -> str:
     rows = [
         [label, *(spread(models[m]["summary"].get(key)) for m in models)] for key, label in labels.items()
     ]
+    rows.insert(
+        1,
+        [
+            "`guanaco submit` → first asset step started, p95",
+            *(num(models[m]["summary"]["submit_to_first_stage_s"].get("p95"), 1) for m in models),
+        ],
+    )
     rows.append(
         [
             "deploy ÷ plain vLLM (`deploy_vs_plain_vllm_ratio`)",
