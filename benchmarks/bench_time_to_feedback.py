@@ -358,7 +358,9 @@ def summarise_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
                 "median": statistics.median(values),
                 "max": max(values),
                 # Interpolated between the two slowest samples when there are fewer than 20.
-                "p95": statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0],
+                "p95": statistics.quantiles(values, n=20, method="inclusive")[-1]
+                if len(values) > 1
+                else values[0],
             }
     deploying = summary.get("deploying_s", {}).get("median")
     plain = summary.get("plain_vllm_startup_s", {}).get("median")

@@ -74,6 +74,14 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    @event.listens_for(engine, "savepoint")
+    def _begin_before_savepoint(connection, _name):  # noqa: ANN001
+        # pysqlite opens its transaction only before the first INSERT/UPDATE/DELETE. A SAVEPOINT sent first
+        # opens one of SQLite's own, and releasing it commits everything so far: a submission row was seen
+        # by the submission sensor before its run was launched, and ran twice. Open the transaction first.
+        if not connection.connection.dbapi_connection.in_transaction:
+            connection.exec_driver_sql("BEGIN")
+
     return engine
 
 

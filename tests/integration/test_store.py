@@ -78,6 +78,26 @@ def test_concurrent_submissions_of_one_repo_get_distinct_ids(store, developer):
     assert len(set(ids)) == 8
 
 
+def test_a_new_submission_is_invisible_to_others_until_its_request_commits(store, developer):
+    # The service launches the submission's run between the two: the submission sensor must not see the row
+    # before that run exists, or it launches a second one (SQLite committed at the end of a savepoint).
+    with store.session() as session:
+        submission = create_submission(session, developer, SubmissionRequest(model_repo="org/uncommitted"))
+        with store.session() as other:
+            assert pending_submissions(other) == []
+    with store.session() as other:
+        assert [pending.id for pending in pending_submissions(other)] == [submission.id]
+
+
+def test_a_request_that_fails_after_creating_a_submission_leaves_nothing(store, developer):
+    with pytest.raises(RuntimeError, match="the launch failed"), store.session() as session:
+        create_submission(session, developer, SubmissionRequest(model_repo="org/rolled-back"))
+        raise RuntimeError("the launch failed")
+
+    with store.session() as session:
+        assert pending_submissions(session) == []
+
+
 @pytest.mark.parametrize("repo", ["not-a-repo", "org/", "org/model/extra", "../etc/passwd", "org/..model"])
 def test_malformed_repo_ids_are_refused_with_the_reason(repo):
     with pytest.raises(ValueError, match="not a Hugging Face repo id"):
