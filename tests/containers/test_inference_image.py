@@ -124,3 +124,26 @@ def test_sigterm_stops_the_container_within_the_kubelets_grace_period(
 
     assert serving_container.container.exit_code() == 0, serving_container.container.logs()[-2000:]
     assert stopped_s < 25, f"took {stopped_s:.1f} s to stop"
+
+
+def test_the_image_carries_vllms_model_info_cache_for_the_common_families():
+    # Filled at build time, so no pod's first start inspects these model classes (inference/Dockerfile).
+    from inference.model_info_cache import DEFAULT_ARCHITECTURES
+    from tests.containers.engine import docker
+
+    listing = docker(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--entrypoint",
+        "sh",
+        INFERENCE_IMAGE,
+        "-c",
+        'ls "$VLLM_CACHE_ROOT/modelinfos"',
+    )
+
+    assert listing.returncode == 0, listing.stderr
+    cached = listing.stdout.split()
+    for architecture in DEFAULT_ARCHITECTURES:
+        assert any(name.endswith(f"-{architecture}.json") for name in cached), (architecture, cached)
