@@ -84,6 +84,7 @@ BAR_WIDTH = 36
 # The figures every sample reports, in seconds since `guanaco submit` returned.
 FIGURES = (
     ("submit_to_first_stage_s", "submit → first asset step started"),
+    ("row_to_first_stage_s", "  submission row created → first asset step started"),
     ("submit_to_deployed_s", "submit → deployed"),
     ("deploying_s", "  deploying stage (artifact named → healthy)"),
     ("plain_vllm_startup_s", "  plain vLLM, same model and engine flags"),
@@ -252,6 +253,8 @@ def measure_submission(
         "spare_wait_s": spare_wait_s,
         "submit_to_row_created_s": _since(submitted, created),
         "submit_to_first_stage_s": stages[0][1] if stages else None,
+        # The row is committed inside `guanaco submit`, before it returns.
+        "row_to_first_stage_s": stages[0][1] - _since(submitted, created) if stages else None,
         "submit_to_deployed_s": deployed_s,
         "deploying_s": deploying,
         "plain_vllm_startup_s": plain_s,

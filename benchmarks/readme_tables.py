@@ -63,6 +63,10 @@ def provenance(payload: dict[str, Any]) -> str:
 # One renderer per results file ----------------------------------------------------------------------
 
 
+def _median_and_p95(stats: dict[str, float] | None) -> str:
+    return "–" if not stats else f"{stats['median']:.1f}, {stats['p95']:.1f}"
+
+
 def time_to_feedback(payload: dict[str, Any]) -> str:
     results = payload["results"]
     models = results["models"]
@@ -82,6 +86,13 @@ def time_to_feedback(payload: dict[str, Any]) -> str:
         [
             "`guanaco submit` → first asset step started, p95",
             *(num(models[m]["summary"]["submit_to_first_stage_s"].get("p95"), 1) for m in models),
+        ],
+    )
+    rows.insert(
+        2,
+        [
+            "submission row created → first asset step started: median, p95",
+            *(_median_and_p95(models[m]["summary"].get("row_to_first_stage_s")) for m in models),
         ],
     )
     rows.append(
