@@ -1,4 +1,5 @@
-"""The embedded platform on one machine: S3 cache, Dagster daemon and webserver as supervised children.
+"""The embedded platform on one machine: S3 cache, Dagster code server, daemon and webserver as supervised
+children.
 
 A child that crashes is restarted with backoff (`supervisor`); model servers watch this process, not the
 children, so they keep serving through any restart. Everything it starts stops with it: children run in

@@ -71,7 +71,8 @@ query Runs($filter: RunsFilter!) {
 
 def stops_at_deployment(selected_assets: set[str]) -> bool:
     """Whether a run selecting these assets deploys a model and leaves its stress test to a run of its own."""
-    return "live_deployment" in selected_assets and STRESS_TEST_ASSETS[0] not in selected_assets
+    deployment, stress_test = SUBMISSION_RUN_ASSETS[-1], STRESS_TEST_ASSETS[0]
+    return deployment in selected_assets and stress_test not in selected_assets
 
 
 def stress_test_run_key(pipeline_run_id: str) -> str:
